@@ -1,0 +1,134 @@
+"""Service options: defaults, and validation of what callers pass.
+
+Every option is keyword-only and validated once, at construction; a bad value raises
+:class:`~sessionlite.InvalidInputError` naming the option. Durations accept a
+``timedelta`` or a number of seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from .errors import InvalidInputError
+from .models import utc_now
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "DEFAULT_EVENT_LIMIT",
+    "Clock",
+    "ServiceOptions",
+    "parse_options",
+]
+
+Clock = Callable[[], datetime]
+"""A zero-argument callable returning the current timezone-aware datetime."""
+
+DEFAULT_BUSY_TIMEOUT = timedelta(seconds=5)
+DEFAULT_EVENT_LIMIT = 1000  # events get_session returns when num_recent_events is not given
+DEFAULT_READER_CONNECTIONS = 2
+DEFAULT_MAX_WRITE_BATCH = 1000  # write calls gathered into one transaction at most
+
+TABLE_PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceOptions:
+    """The validated options of one :class:`~sessionlite.SessionService`."""
+
+    table_prefix: str = ""
+    create_schema: bool = True
+    synchronous: Synchronous = "NORMAL"
+    busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT
+    event_limit: int | None = DEFAULT_EVENT_LIMIT
+    clock: Clock = utc_now
+    reader_connections: int = DEFAULT_READER_CONNECTIONS
+    max_write_batch: int = DEFAULT_MAX_WRITE_BATCH
+
+
+def _bad(option: str, message: str) -> InvalidInputError:
+    return InvalidInputError(f"option {option!r}: {message}", field=option)
+
+
+def parse_duration(option: str, value: object, *, allow_none: bool = False) -> timedelta | None:
+    """A positive duration from a ``timedelta`` or a number of seconds."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (timedelta, int, float)):
+        raise _bad(option, f"expected a timedelta or a number of seconds, got {value!r}")
+    duration = value if isinstance(value, timedelta) else None
+    if duration is None:
+        seconds = float(value)  # type: ignore[arg-type]
+        if not math.isfinite(seconds):
+            raise _bad(option, f"expected a finite number of seconds, got {value!r}")
+        duration = timedelta(seconds=seconds)
+    if duration <= timedelta(0):
+        raise _bad(option, f"must be positive, got {value!r}")
+    return duration
+
+
+def _positive_int(option: str, value: object, *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad(option, f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _bool(option: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(option, f"expected True or False, got {value!r}")
+    return value
+
+
+def parse_options(**options: Any) -> ServiceOptions:
+    """Validate keyword options into a :class:`ServiceOptions`.
+
+    Raises:
+        InvalidInputError: an unknown option, or a bad value (the message names it).
+    """
+    known = {field.name for field in dataclasses.fields(ServiceOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown option(s) {', '.join(map(repr, unknown))}; known options: "
+            f"{', '.join(sorted(known))}",
+            field=unknown[0],
+        )
+    values: dict[str, Any] = {}
+    if "table_prefix" in options:
+        prefix = options["table_prefix"]
+        if not isinstance(prefix, str) or (prefix and not TABLE_PREFIX_PATTERN.match(prefix)):
+            raise _bad(
+                "table_prefix",
+                f"{prefix!r} must match {TABLE_PREFIX_PATTERN.pattern} (letters, digits, '_')",
+            )
+        values["table_prefix"] = prefix
+    if "create_schema" in options:
+        values["create_schema"] = _bool("create_schema", options["create_schema"])
+    if "synchronous" in options:
+        level = options["synchronous"]
+        if not isinstance(level, str) or level.upper() not in ("NORMAL", "FULL"):
+            raise _bad("synchronous", f"expected 'NORMAL' or 'FULL', got {level!r}")
+        values["synchronous"] = level.upper()
+    if "busy_timeout" in options:
+        values["busy_timeout"] = parse_duration("busy_timeout", options["busy_timeout"])
+    if "event_limit" in options:
+        values["event_limit"] = _positive_int(
+            "event_limit", options["event_limit"], allow_none=True
+        )
+    if "clock" in options:
+        clock = options["clock"]
+        if not callable(clock):
+            raise _bad("clock", f"expected a callable returning a datetime, got {clock!r}")
+        values["clock"] = clock
+    for name in ("reader_connections", "max_write_batch"):
+        if name in options:
+            values[name] = _positive_int(name, options[name])
+    return ServiceOptions(**values)

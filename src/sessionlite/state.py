@@ -1,0 +1,64 @@
+"""State scopes: splitting deltas by prefix and building the merged view.
+
+``app:k`` is shared by every user of an app, ``user:k`` by all of one user's sessions
+in the app, ``temp:k`` lives only on the in-memory session object, and any other key
+belongs to the session. These functions are pure so the rules are tested on their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from pydantic import JsonValue
+
+APP_PREFIX = "app:"
+USER_PREFIX = "user:"
+TEMP_PREFIX = "temp:"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScopedDelta:
+    """A state delta split by scope; app/user keys are stored without their prefix."""
+
+    session: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
+    app: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
+    user: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
+    temp: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
+
+    @property
+    def persisted_empty(self) -> bool:
+        """True when nothing in the delta reaches the database."""
+        return not (self.session or self.app or self.user)
+
+
+def split_delta(delta: Mapping[str, JsonValue]) -> ScopedDelta:
+    """Split a state delta into its scopes (prefixes removed from app/user keys)."""
+    scoped = ScopedDelta()
+    for key, value in delta.items():
+        if key.startswith(APP_PREFIX):
+            scoped.app[key[len(APP_PREFIX) :]] = value
+        elif key.startswith(USER_PREFIX):
+            scoped.user[key[len(USER_PREFIX) :]] = value
+        elif key.startswith(TEMP_PREFIX):
+            scoped.temp[key] = value
+        else:
+            scoped.session[key] = value
+    return scoped
+
+
+def persisted_delta(delta: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+    """The delta without its ``temp:`` keys (what a stored event records)."""
+    return {k: v for k, v in delta.items() if not k.startswith(TEMP_PREFIX)}
+
+
+def merged_view(
+    session_state: Mapping[str, JsonValue],
+    app_state: Mapping[str, JsonValue],
+    user_state: Mapping[str, JsonValue],
+) -> dict[str, JsonValue]:
+    """The ``Session.state`` view: session keys plus prefixed app and user keys."""
+    merged: dict[str, JsonValue] = dict(session_state)
+    merged.update({APP_PREFIX + k: v for k, v in app_state.items()})
+    merged.update({USER_PREFIX + k: v for k, v in user_state.items()})
+    return merged

@@ -1,0 +1,187 @@
+"""The narrow interface between the service and a storage backend.
+
+The service (validation, hooks, in-memory session updates, workers) only talks to a
+:class:`Storage`. A backend owns its connections, transactions, and how it batches
+concurrent writes (SQLite: group commit through one writer; a PostgreSQL backend would
+use a pool). Commands carry already-validated, already-snapshotted data and the time
+"now" from the service's clock, so backends never call the clock themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import JsonValue
+
+from ..errors import SessionNotFoundError
+from ..models import Event, Session, SessionPage
+from ..state import ScopedDelta
+from ..validation import PreparedEvent
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionKey:
+    app_name: str
+    user_id: str
+    session_id: str
+
+
+def not_found(key: SessionKey) -> SessionNotFoundError:
+    return SessionNotFoundError(
+        f"session {key.session_id!r} (app {key.app_name!r}, user {key.user_id!r}) does not "
+        "exist, expired or was deleted",
+        app_name=key.app_name,
+        user_id=key.user_id,
+        session_id=key.session_id,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class NewSession:
+    """What ``create_session`` stores (``state`` already split by scope)."""
+
+    key: SessionKey
+    agent_id: str | None
+    metadata: dict[str, JsonValue]
+    state: ScopedDelta
+    now: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class EventQuery:
+    """Which events a session read returns: the newest ``limit`` matching ones."""
+
+    limit: int | None
+    after: datetime | None = None
+    branch: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EventFilter:
+    """Filters for paging through a history (``iter_events``)."""
+
+    after_sequence: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    author: str | None = None
+    branch: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendCommand:
+    """One atomic append: its events are all stored with the merged state delta, or none.
+
+    ``events`` are validated private copies (with their serialized bodies), without
+    ``temp:`` keys in their deltas and with ``sequence`` unset; ``delta`` is the merged persisted delta of all of them.
+    """
+
+    key: SessionKey
+    events: Sequence[PreparedEvent]
+    delta: ScopedDelta
+    expected_version: int | None
+    now: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendOutcome:
+    """The stored result of an :class:`AppendCommand`.
+
+    ``events`` are the stored events (with sequences); ``duplicate`` is True when every
+    event was already stored identically (an idempotent retry: nothing was written).
+    """
+
+    events: list[Event]
+    version: int
+    updated_at: datetime
+    duplicate: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionWrite:
+    """The session's bookkeeping after a write (pop, clear, direct state update)."""
+
+    version: int
+    updated_at: datetime
+
+
+class Storage(Protocol):
+    """What a storage backend provides. All methods are safe to call concurrently."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_session(self, new: NewSession, *, event_limit: int | None) -> Session:
+        """Store a new session; :class:`SessionExistsError` if a live one has the key."""
+        ...
+
+    async def get_or_create_session(
+        self, new: NewSession, *, event_limit: int | None
+    ) -> tuple[Session, bool]:
+        """Atomically read the live session or create it; True when created."""
+        ...
+
+    async def get_session(
+        self, key: SessionKey, query: EventQuery, *, now: datetime
+    ) -> Session | None: ...
+
+    async def list_sessions(
+        self,
+        *,
+        app_name: str,
+        user_id: str | None,
+        limit: int,
+        cursor: str | None,
+        now: datetime,
+    ) -> SessionPage: ...
+
+    async def delete_session(self, key: SessionKey, *, now: datetime) -> bool: ...
+
+    async def append(self, command: AppendCommand) -> AppendOutcome:
+        """Durably store one command (may be grouped with concurrent ones)."""
+        ...
+
+    async def append_batch(
+        self, commands: Sequence[AppendCommand]
+    ) -> list[AppendOutcome | Exception]:
+        """Store many independent commands in one transaction; each fails alone."""
+        ...
+
+    async def read_events(
+        self, key: SessionKey, flt: EventFilter, *, limit: int, now: datetime
+    ) -> list[Event] | None:
+        """Up to ``limit`` events after ``flt.after_sequence``; None if the session is gone."""
+        ...
+
+    async def pop_event(
+        self, key: SessionKey, *, now: datetime
+    ) -> tuple[Event | None, SessionWrite]: ...
+
+    async def clear_events(self, key: SessionKey, *, now: datetime) -> tuple[int, SessionWrite]: ...
+
+    async def update_session_state(
+        self, key: SessionKey, delta: dict[str, JsonValue], *, now: datetime
+    ) -> SessionWrite: ...
+
+    async def get_app_state(self, app_name: str, *, now: datetime) -> dict[str, JsonValue]: ...
+
+    async def update_app_state(
+        self, app_name: str, delta: dict[str, JsonValue], *, now: datetime
+    ) -> None: ...
+
+    async def delete_app_state(self, app_name: str, key: str, *, now: datetime) -> bool: ...
+
+    async def get_user_state(
+        self, app_name: str, user_id: str, *, now: datetime
+    ) -> dict[str, JsonValue]: ...
+
+    async def update_user_state(
+        self, app_name: str, user_id: str, delta: dict[str, JsonValue], *, now: datetime
+    ) -> None: ...
+
+    async def delete_user_state(
+        self, app_name: str, user_id: str, key: str, *, now: datetime
+    ) -> bool: ...

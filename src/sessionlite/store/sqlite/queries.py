@@ -1,0 +1,162 @@
+"""Every SQL statement the SQLite store runs, formatted once with the table prefix.
+
+The prefix is validated against ``^[A-Za-z_][A-Za-z0-9_]{0,63}$`` before it gets here;
+no other identifier or value is ever spliced into SQL text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .codec import EVENT_SELECT, SESSION_SELECT
+
+_LIVE = "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > :now)"
+
+_TEMPLATES = {
+    # -- sessions ---------------------------------------------------------------------
+    "live_session": f"""
+        SELECT {SESSION_SELECT} FROM {{p}}sessions
+        WHERE app_name = :app AND user_id = :user AND session_id = :sid AND {_LIVE}""",
+    "session_for_write": f"""
+        SELECT pk, version, last_sequence, updated_at FROM {{p}}sessions
+        WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL
+          AND (expires_at IS NULL OR expires_at > ?)""",
+    # A live key may still be taken by an expired row that the cleaner has not removed.
+    "drop_expired_key": """
+        DELETE FROM {p}sessions
+        WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL
+          AND expires_at IS NOT NULL AND expires_at <= ?
+        RETURNING pk""",
+    "insert_session": """
+        INSERT INTO {p}sessions (app_name, user_id, session_id, agent_id, metadata,
+            created_at, updated_at, expires_at, deleted_at, version, last_sequence)
+        VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, 0)
+        RETURNING pk""",
+    "touch_session": """
+        UPDATE {p}sessions SET version = version + 1, updated_at = ?
+        WHERE pk = ? RETURNING version""",
+    "update_after_append": """
+        UPDATE {p}sessions SET version = ?, last_sequence = ?, updated_at = ? WHERE pk = ?""",
+    "delete_session": "DELETE FROM {p}sessions WHERE pk = ?",
+    # -- events -----------------------------------------------------------------------
+    "insert_event": """
+        INSERT INTO {p}events (session_pk, sequence, event_id, author, timestamp, branch, body)
+        VALUES (?, ?, ?, ?, ?, ?, ?)""",
+    "events_by_id": f"""
+        SELECT {EVENT_SELECT} FROM {{p}}events WHERE session_pk = ? AND event_id = ?""",
+    "newest_event": f"""
+        SELECT {EVENT_SELECT} FROM {{p}}events WHERE session_pk = ?
+        ORDER BY sequence DESC LIMIT 1""",
+    "delete_event_at": "DELETE FROM {p}events WHERE session_pk = ? AND sequence = ?",
+    "delete_events": "DELETE FROM {p}events WHERE session_pk = ?",
+    # -- state ------------------------------------------------------------------------
+    "session_state": "SELECT key, value FROM {p}session_state WHERE session_pk = ?",
+    "upsert_session_state": """
+        INSERT INTO {p}session_state (session_pk, key, value) VALUES (?, ?, ?)
+        ON CONFLICT (session_pk, key) DO UPDATE SET value = excluded.value""",
+    "delete_session_state": "DELETE FROM {p}session_state WHERE session_pk = ?",
+    "app_state": "SELECT key, value FROM {p}app_state WHERE app_name = ?",
+    "upsert_app_state": """
+        INSERT INTO {p}app_state (app_name, key, value, updated_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (app_name, key) DO UPDATE
+        SET value = excluded.value, updated_at = excluded.updated_at""",
+    "delete_app_key": "DELETE FROM {p}app_state WHERE app_name = ? AND key = ?",
+    "user_state": "SELECT key, value FROM {p}user_state WHERE app_name = ? AND user_id = ?",
+    "upsert_user_state": """
+        INSERT INTO {p}user_state (app_name, user_id, key, value, updated_at)
+        VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (app_name, user_id, key) DO UPDATE
+        SET value = excluded.value, updated_at = excluded.updated_at""",
+    "delete_user_key": "DELETE FROM {p}user_state WHERE app_name = ? AND user_id = ? AND key = ?",
+    # -- summaries ----------------------------------------------------------------------
+    "summaries": """
+        SELECT branch, text, through_sequence, updated_at FROM {p}summaries
+        WHERE session_pk = ?""",
+    "delete_summaries": "DELETE FROM {p}summaries WHERE session_pk = ?",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Queries:
+    """SQL for one table prefix; attribute names are the statement names above."""
+
+    prefix: str
+    live_session: str
+    session_for_write: str
+    drop_expired_key: str
+    insert_session: str
+    touch_session: str
+    update_after_append: str
+    delete_session: str
+    insert_event: str
+    events_by_id: str
+    newest_event: str
+    delete_event_at: str
+    delete_events: str
+    session_state: str
+    upsert_session_state: str
+    delete_session_state: str
+    app_state: str
+    upsert_app_state: str
+    delete_app_key: str
+    user_state: str
+    upsert_user_state: str
+    delete_user_key: str
+    summaries: str
+    delete_summaries: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> Queries:
+        return cls(prefix=prefix, **{k: v.format(p=prefix) for k, v in _TEMPLATES.items()})
+
+    def list_query(self, *, by_user: bool, after_cursor: bool) -> str:
+        """A page of live sessions, newest ``updated_at`` first (keyset pagination).
+
+        Named parameters: ``:app``, ``:now``, ``:limit`` and ``:user``,
+        ``:cursor_at`` / ``:cursor_pk`` per flag. Separate texts (rather than an ``OR``)
+        keep the index range scan starting right at the cursor.
+        """
+        where = ["app_name = :app"]
+        if by_user:
+            where.append("user_id = :user")
+        where.append(_LIVE)
+        if after_cursor:
+            where.append("(updated_at, pk) < (:cursor_at, :cursor_pk)")
+        return (
+            f"SELECT {SESSION_SELECT} FROM {self.prefix}sessions WHERE {' AND '.join(where)} "
+            "ORDER BY updated_at DESC, pk DESC LIMIT :limit"
+        )
+
+    def events_query(
+        self,
+        *,
+        after: bool = False,
+        branch: bool = False,
+        author: bool = False,
+        until: bool = False,
+        after_sequence: bool = False,
+        newest_first: bool = False,
+    ) -> str:
+        """An event read: filters are fixed fragments chosen by flag, values are bound.
+
+        Named parameters: ``:pk``, ``:limit`` and, per flag, ``:after``, ``:branch`` /
+        ``:branch_lo`` / ``:branch_hi``, ``:author``, ``:until``, ``:after_sequence``.
+        """
+        where = ["session_pk = :pk"]
+        if after_sequence:
+            where.append("sequence > :after_sequence")
+        if after:
+            where.append("timestamp >= :after")
+        if until:
+            where.append("timestamp <= :until")
+        if author:
+            where.append("author = :author")
+        if branch:
+            # 'a' matches 'a' and 'a/...': a range on the '/'-prefix avoids LIKE escaping
+            # ('0' is the character after '/').
+            where.append("(branch = :branch OR (branch >= :branch_lo AND branch < :branch_hi))")
+        order = "DESC" if newest_first else "ASC"
+        return (
+            f"SELECT {EVENT_SELECT} FROM {self.prefix}events WHERE {' AND '.join(where)} "
+            f"ORDER BY sequence {order} LIMIT :limit"
+        )

@@ -1,0 +1,223 @@
+"""Synchronous read transactions, run whole in a connection's thread (one hop each).
+
+Each function reads inside one transaction, so a session, its state and its events
+come from a single snapshot even while the writer commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pydantic import JsonValue
+
+from ...errors import InvalidInputError
+from ...models import Event, Session, SessionPage
+from ...state import merged_view
+from ..base import EventFilter, EventQuery, SessionKey
+from .codec import (
+    SessionRow,
+    event_from_row,
+    session_from_row,
+    state_from_rows,
+    summary_from_row,
+    to_micros,
+)
+from .queries import Queries
+
+T = TypeVar("T")
+
+
+@contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A read snapshot; nested use (inside a write transaction) reuses the outer one."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def in_read_transaction(fn: Callable[..., T]) -> Callable[..., T]:
+    def wrapper(conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> T:
+        with read_transaction(conn):
+            return fn(conn, *args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def find_live_session(
+    conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int
+) -> SessionRow | None:
+    row: SessionRow | None = conn.execute(
+        q.live_session,
+        {"app": key.app_name, "user": key.user_id, "sid": key.session_id, "now": now_us},
+    ).fetchone()
+    return row
+
+
+def app_state(conn: sqlite3.Connection, q: Queries, app_name: str) -> dict[str, JsonValue]:
+    return state_from_rows(conn.execute(q.app_state, (app_name,)), f"app state of {app_name!r}")
+
+
+def user_state(
+    conn: sqlite3.Connection, q: Queries, app_name: str, user_id: str
+) -> dict[str, JsonValue]:
+    return state_from_rows(
+        conn.execute(q.user_state, (app_name, user_id)), f"user state of {user_id!r}"
+    )
+
+
+def _branch_params(branch: str) -> dict[str, str]:
+    return {"branch": branch, "branch_lo": branch + "/", "branch_hi": branch + "0"}
+
+
+def recent_events(
+    conn: sqlite3.Connection, q: Queries, session_pk: int, query: EventQuery
+) -> list[Event]:
+    """The newest ``query.limit`` matching events, oldest first (index range scan)."""
+    if query.limit == 0:
+        return []
+    params: dict[str, Any] = {
+        "pk": session_pk,
+        "limit": -1 if query.limit is None else query.limit,
+    }
+    if query.after is not None:
+        params["after"] = to_micros(query.after)
+    if query.branch:
+        params.update(_branch_params(query.branch))
+    sql = q.events_query(
+        after=query.after is not None, branch=bool(query.branch), newest_first=True
+    )
+    rows = conn.execute(sql, params).fetchall()
+    rows.reverse()
+    return [event_from_row(row) for row in rows]
+
+
+def load_session(
+    conn: sqlite3.Connection,
+    q: Queries,
+    row: SessionRow,
+    query: EventQuery,
+    *,
+    with_events: bool = True,
+) -> Session:
+    pk, app_name, user_id = row[0], row[1], row[2]
+    state = merged_view(
+        state_from_rows(conn.execute(q.session_state, (pk,)), f"state of session {row[3]!r}"),
+        app_state(conn, q, app_name),
+        user_state(conn, q, app_name, user_id),
+    )
+    events = recent_events(conn, q, pk, query) if with_events else []
+    summaries = {}
+    if with_events:
+        for summary_row in conn.execute(q.summaries, (pk,)):
+            summary = summary_from_row(summary_row)
+            summaries[summary.branch] = summary
+    return session_from_row(row, state=state, events=events, summaries=summaries)
+
+
+@in_read_transaction
+def get_session(
+    conn: sqlite3.Connection, q: Queries, key: SessionKey, query: EventQuery, now_us: int
+) -> Session | None:
+    row = find_live_session(conn, q, key, now_us)
+    return None if row is None else load_session(conn, q, row, query)
+
+
+def encode_cursor(updated_at_us: int, pk: int) -> str:
+    raw = json.dumps([updated_at_us, pk]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        updated_at_us, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not (isinstance(updated_at_us, int) and isinstance(pk, int)):
+            raise TypeError
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidInputError(
+            f"cursor {cursor!r} is not a cursor returned by list_sessions", field="cursor"
+        ) from None
+    return updated_at_us, pk
+
+
+@in_read_transaction
+def list_sessions(
+    conn: sqlite3.Connection,
+    q: Queries,
+    app_name: str,
+    user_id: str | None,
+    limit: int,
+    cursor: str | None,
+    now_us: int,
+) -> SessionPage:
+    params: dict[str, Any] = {"app": app_name, "now": now_us, "limit": limit + 1}
+    if user_id is not None:
+        params["user"] = user_id
+    if cursor is not None:
+        params["cursor_at"], params["cursor_pk"] = decode_cursor(cursor)
+    sql = q.list_query(by_user=user_id is not None, after_cursor=cursor is not None)
+    rows: list[SessionRow] = conn.execute(sql, params).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    no_events = EventQuery(limit=0)
+    sessions = [load_session(conn, q, row, no_events, with_events=False) for row in rows]
+    next_cursor = encode_cursor(rows[-1][7], rows[-1][0]) if more and rows else None
+    return SessionPage(sessions=sessions, next_cursor=next_cursor)
+
+
+@in_read_transaction
+def read_events(
+    conn: sqlite3.Connection,
+    q: Queries,
+    key: SessionKey,
+    flt: EventFilter,
+    limit: int,
+    now_us: int,
+) -> list[Event] | None:
+    row = find_live_session(conn, q, key, now_us)
+    if row is None:
+        return None
+    params: dict[str, Any] = {"pk": row[0], "limit": limit}
+    if flt.after_sequence is not None:
+        params["after_sequence"] = flt.after_sequence
+    if flt.since is not None:
+        params["after"] = to_micros(flt.since)
+    if flt.until is not None:
+        params["until"] = to_micros(flt.until)
+    if flt.author is not None:
+        params["author"] = flt.author
+    if flt.branch:
+        params.update(_branch_params(flt.branch))
+    sql = q.events_query(
+        after_sequence=flt.after_sequence is not None,
+        after=flt.since is not None,
+        until=flt.until is not None,
+        author=flt.author is not None,
+        branch=bool(flt.branch),
+    )
+    return [event_from_row(r) for r in conn.execute(sql, params)]
+
+
+@in_read_transaction
+def get_app_state(conn: sqlite3.Connection, q: Queries, app_name: str) -> dict[str, JsonValue]:
+    return app_state(conn, q, app_name)
+
+
+@in_read_transaction
+def get_user_state(
+    conn: sqlite3.Connection, q: Queries, app_name: str, user_id: str
+) -> dict[str, JsonValue]:
+    return user_state(conn, q, app_name, user_id)

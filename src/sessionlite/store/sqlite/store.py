@@ -1,0 +1,303 @@
+"""The SQLite backend: WAL, one group-committing writer, a small reader pool."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from anyio.abc import TaskGroup
+from pydantic import JsonValue
+
+from ...config import ServiceOptions
+from ...errors import StorageError
+from ...models import Event, Session, SessionPage
+from ..base import (
+    AppendCommand,
+    AppendOutcome,
+    EventFilter,
+    EventQuery,
+    NewSession,
+    SessionKey,
+    SessionWrite,
+)
+from . import reads, schema, writes
+from .codec import from_micros, to_micros
+from .connection import ReaderPool, ThreadConnection
+from .queries import Queries
+from .writer import GroupCommitWriter
+from .writes import AlreadyStored, AppendJob, Appended, CallJob
+
+MEMORY = ":memory:"
+
+
+class SqliteStore:
+    """Implements :class:`~sessionlite.store.base.Storage` on one SQLite file.
+
+    ``":memory:"`` uses a single connection for reads and writes: SQLite's shared
+    in-memory databases cannot give readers a snapshot while a write is in progress
+    (they fail with "database is locked" instead of waiting), so one connection is
+    both correct and, without disk I/O, fast enough.
+    """
+
+    def __init__(self, path: str, options: ServiceOptions) -> None:
+        self.path = path
+        self._options = options
+        self._queries = Queries.for_prefix(options.table_prefix)
+        self._writer_conn: ThreadConnection | None = None
+        self._readers: ReaderPool | None = None
+        self._writer: GroupCommitWriter | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        return self.path == MEMORY
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def open(self, task_group: TaskGroup) -> None:
+        """Connect, create or check the schema, and start the writer in ``task_group``."""
+        try:
+            await self._connect()
+            assert self._writer_conn is not None
+            self._writer = GroupCommitWriter(
+                self._writer_conn,
+                self._queries,
+                path=self.path,
+                max_batch=self._options.max_write_batch,
+            )
+            await task_group.start(self._writer.run)
+        except BaseException:
+            await self._close_connections()
+            raise
+
+    async def _connect(self) -> None:
+        options = self._options
+        if not self.in_memory:
+            _check_file_path(self.path)
+        target, uri = self.path, False
+        self._writer_conn = await ThreadConnection.open(
+            target,
+            path=self.path,
+            uri=uri,
+            busy_timeout=options.busy_timeout,
+            synchronous=options.synchronous,
+            wal=not self.in_memory,
+        )
+        if options.create_schema:
+            await self._writer_conn.run(
+                schema.migrate, options.table_prefix, self.path
+            )
+        else:
+            await self._writer_conn.run(schema.verify, options.table_prefix, self.path)
+        if self.in_memory:
+            self._readers = ReaderPool([self._writer_conn])
+            return
+        readers = []
+        try:
+            for _ in range(options.reader_connections):
+                readers.append(
+                    await ThreadConnection.open(
+                        target,
+                        path=self.path,
+                        uri=uri,
+                        busy_timeout=options.busy_timeout,
+                        synchronous=options.synchronous,
+                        wal=False,
+                        query_only=True,
+                    )
+                )
+        except BaseException:
+            for reader in readers:
+                await reader.close()
+            raise
+        self._readers = ReaderPool(readers)
+
+    async def close(self) -> None:
+        """Finish every submitted write, then close the connections."""
+        if self._writer is not None:
+            await self._writer.close()
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        if self._readers is not None:
+            await self._readers.close(keep=self._writer_conn)
+            self._readers = None
+        if self._writer_conn is not None:
+            await self._writer_conn.close()
+            self._writer_conn = None
+
+    # -- helpers --------------------------------------------------------------------
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        if self._readers is None:
+            raise StorageError("the store is not open")
+        return await self._readers.run(fn, self._queries, *args)
+
+    async def _write(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._writer is None:
+            raise StorageError("the store is not open")
+        q = self._queries
+        return await self._writer.submit(CallJob(lambda conn: fn(conn, q, *args, **kwargs)))
+
+    def write_statistics(self) -> tuple[int, int]:
+        """(transactions committed, write calls they carried) by the group committer."""
+        if self._writer is None:
+            return (0, 0)
+        return (self._writer.transactions, self._writer.jobs)
+
+    # -- sessions -------------------------------------------------------------------
+
+    async def create_session(self, new: NewSession, *, event_limit: int | None) -> Session:
+        session: Session
+        session, _ = await self._write(
+            writes.create_session, new, event_limit, get_existing=False
+        )
+        return session
+
+    async def get_or_create_session(
+        self, new: NewSession, *, event_limit: int | None
+    ) -> tuple[Session, bool]:
+        result: tuple[Session, bool] = await self._write(
+            writes.create_session, new, event_limit, get_existing=True
+        )
+        return result
+
+    async def get_session(
+        self, key: SessionKey, query: EventQuery, *, now: datetime
+    ) -> Session | None:
+        session: Session | None = await self._read(reads.get_session, key, query, to_micros(now))
+        return session
+
+    async def list_sessions(
+        self,
+        *,
+        app_name: str,
+        user_id: str | None,
+        limit: int,
+        cursor: str | None,
+        now: datetime,
+    ) -> SessionPage:
+        page: SessionPage = await self._read(
+            reads.list_sessions, app_name, user_id, limit, cursor, to_micros(now)
+        )
+        return page
+
+    async def delete_session(self, key: SessionKey, *, now: datetime) -> bool:
+        deleted: bool = await self._write(writes.delete_session, key, to_micros(now))
+        return deleted
+
+    # -- events ---------------------------------------------------------------------
+
+    async def append(self, command: AppendCommand) -> AppendOutcome:
+        if self._writer is None:
+            raise StorageError("the store is not open")
+        result = await self._writer.submit(AppendJob.build(command))
+        return _outcome(command, result)
+
+    async def append_batch(
+        self, commands: Sequence[AppendCommand]
+    ) -> list[AppendOutcome | Exception]:
+        if self._writer is None:
+            raise StorageError("the store is not open")
+        jobs = [AppendJob.build(command) for command in commands]
+        results = await self._writer.submit_many(jobs)
+        return [
+            result if isinstance(result, Exception) else _outcome(command, result)
+            for command, result in zip(commands, results)
+        ]
+
+    async def read_events(
+        self, key: SessionKey, flt: EventFilter, *, limit: int, now: datetime
+    ) -> list[Event] | None:
+        events: list[Event] | None = await self._read(
+            reads.read_events, key, flt, limit, to_micros(now)
+        )
+        return events
+
+    async def pop_event(
+        self, key: SessionKey, *, now: datetime
+    ) -> tuple[Event | None, SessionWrite]:
+        result: tuple[Event | None, SessionWrite] = await self._write(
+            writes.pop_event, key, to_micros(now)
+        )
+        return result
+
+    async def clear_events(self, key: SessionKey, *, now: datetime) -> tuple[int, SessionWrite]:
+        result: tuple[int, SessionWrite] = await self._write(
+            writes.clear_events, key, to_micros(now)
+        )
+        return result
+
+    # -- state ----------------------------------------------------------------------
+
+    async def update_session_state(
+        self, key: SessionKey, delta: dict[str, JsonValue], *, now: datetime
+    ) -> SessionWrite:
+        result: SessionWrite = await self._write(
+            writes.update_session_state, key, delta, to_micros(now)
+        )
+        return result
+
+    async def get_app_state(self, app_name: str, *, now: datetime) -> dict[str, JsonValue]:
+        state: dict[str, JsonValue] = await self._read(reads.get_app_state, app_name)
+        return state
+
+    async def update_app_state(
+        self, app_name: str, delta: dict[str, JsonValue], *, now: datetime
+    ) -> None:
+        await self._write(writes.update_app_state, app_name, delta, to_micros(now))
+
+    async def delete_app_state(self, app_name: str, key: str, *, now: datetime) -> bool:
+        deleted: bool = await self._write(writes.delete_app_state, app_name, key)
+        return deleted
+
+    async def get_user_state(
+        self, app_name: str, user_id: str, *, now: datetime
+    ) -> dict[str, JsonValue]:
+        state: dict[str, JsonValue] = await self._read(reads.get_user_state, app_name, user_id)
+        return state
+
+    async def update_user_state(
+        self, app_name: str, user_id: str, delta: dict[str, JsonValue], *, now: datetime
+    ) -> None:
+        await self._write(writes.update_user_state, app_name, user_id, delta, to_micros(now))
+
+    async def delete_user_state(
+        self, app_name: str, user_id: str, key: str, *, now: datetime
+    ) -> bool:
+        deleted: bool = await self._write(writes.delete_user_state, app_name, user_id, key)
+        return deleted
+
+
+def _outcome(command: AppendCommand, result: Appended | AlreadyStored) -> AppendOutcome:
+    if isinstance(result, AlreadyStored):
+        return AppendOutcome(
+            events=result.events,
+            version=result.version,
+            updated_at=from_micros(result.updated_at_us),
+            duplicate=True,
+        )
+    events = []
+    for sequence, prepared in enumerate(command.events, start=result.first_sequence):
+        # The prepared event is the service's private copy: give it its sequence in place.
+        prepared.event.sequence = sequence
+        events.append(prepared.event)
+    return AppendOutcome(events=events, version=result.version, updated_at=command.now)
+
+
+def _check_file_path(path: str) -> None:
+    """Clear errors for paths SQLite would only call "unable to open database file"."""
+    target = Path(path)
+    if target.is_dir():
+        raise StorageError(f"{path} is a directory; pass the path of a database file inside it")
+    parent = target.parent
+    if not parent.is_dir():
+        raise StorageError(f"directory {parent} does not exist; create it first")
+    if target.exists() and not os.access(target, os.R_OK | os.W_OK):
+        raise StorageError(
+            f"{path} is not readable and writable by this process; fix its permissions"
+        )
+    if not target.exists() and not os.access(parent, os.W_OK):
+        raise StorageError(f"cannot create {path}: directory {parent} is not writable")

@@ -1,0 +1,139 @@
+"""Group commit: concurrent write calls share one transaction and one commit.
+
+Callers put a job on an unbounded stream (it never holds more jobs than there are
+callers waiting on them) and wait for their own result. One task takes whatever has
+gathered while the previous transaction ran (up to ``max_batch`` jobs), runs them as a
+single transaction in the writer connection's thread (see :mod:`.writes`), and hands
+each caller its result. A caller's await returns only after COMMIT.
+
+Results travel on asyncio futures rather than ``anyio.Event``: aiosqlite already ties
+the store to asyncio, and a future per write is several times cheaper on this hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskStatus
+
+from ...errors import ServiceClosedError
+from .connection import ThreadConnection
+from .errors import translate
+from .queries import Queries
+from .writes import Job, execute_batch
+
+
+@dataclasses.dataclass(eq=False)
+class _Request:
+    job: Job
+    future: asyncio.Future[Any]
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():  # a caller cancelled while waiting has its future cancelled
+        future.set_result(result)
+
+
+class GroupCommitWriter:
+    """Owns the writer connection's transactions; run :meth:`run` in a task group."""
+
+    def __init__(
+        self, connection: ThreadConnection, queries: Queries, *, path: str, max_batch: int
+    ) -> None:
+        self._connection = connection
+        self._queries = queries
+        self._path = path
+        self._max_batch = max_batch
+        self._send, self._receive = anyio.create_memory_object_stream[_Request](math.inf)
+        self._stopped = anyio.Event()
+        self.transactions = 0
+        self.jobs = 0
+
+    def _enqueue(self, job: Job) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        try:
+            self._send.send_nowait(_Request(job, future))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise ServiceClosedError("the store is closed; nothing was written") from None
+        return future
+
+    async def submit(self, job: Job) -> Any:
+        """Run ``job`` in the next transaction; return its result once committed."""
+        result = await self._enqueue(job)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def submit_many(self, jobs: Sequence[Job]) -> list[Any]:
+        """Run independent jobs (in as few transactions as possible); results or errors."""
+        futures = [self._enqueue(job) for job in jobs]
+        return [await future for future in futures]
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            task_status.started()
+            async for first in self._receive:
+                batch = [first]
+                self._drain_into(batch)
+                # Let callers that are ready to run submit too, as long as more arrive:
+                # the batch grows with the load, with no timer and no added latency
+                # beyond one pass of the event loop.
+                while len(batch) < self._max_batch:
+                    before = len(batch)
+                    await anyio.lowlevel.checkpoint()
+                    self._drain_into(batch)
+                    if len(batch) == before:
+                        break
+                # Shielded: once the SQL is in the thread it runs to its end anyway,
+                # and its callers must learn whether it committed.
+                with anyio.CancelScope(shield=True):
+                    await self._run_batch(batch)
+        finally:
+            # Cancelled (the service's owner was): callers still waiting learn their
+            # write never ran, rather than waiting forever.
+            self._fail_pending()
+            self._receive.close()
+            self._stopped.set()
+
+    def _drain_into(self, batch: list[_Request]) -> None:
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return
+
+    def _fail_pending(self) -> None:
+        while True:
+            try:
+                request = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            _resolve(
+                request.future,
+                ServiceClosedError("the service stopped before this write ran; nothing was stored"),
+            )
+
+    async def _run_batch(self, batch: list[_Request]) -> None:
+        try:
+            results = await self._connection.run(
+                execute_batch, self._queries, [r.job for r in batch]
+            )
+        except Exception as exc:
+            results = [exc] * len(batch)
+        self.transactions += 1
+        self.jobs += len(batch)
+        for request, result in zip(batch, results):
+            if isinstance(result, BaseException):
+                result = translate(result, self._path)
+            _resolve(request.future, result)
+
+    async def close(self) -> None:
+        """Stop taking jobs; return once every submitted job has its result."""
+        self._send.close()
+        await self._stopped.wait()

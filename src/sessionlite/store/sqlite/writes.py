@@ -1,0 +1,500 @@
+"""Synchronous write transactions, run whole in the writer connection's thread.
+
+The writer gathers concurrent write calls into one ``BEGIN IMMEDIATE`` transaction
+(group commit). :func:`execute_batch` runs such a batch:
+
+* consecutive appends first go through a set-based *fast path* (one lookup per session,
+  one ``executemany`` per table) inside a savepoint;
+* if anything in it fails (a duplicate event id, a storage error...), the fast path is
+  rolled back and each call is replayed in its own SAVEPOINT with full checks, so one bad
+  call fails alone;
+* any other write runs in its own SAVEPOINT;
+* if SQLite aborts the whole transaction (it does on SQLITE_FULL, I/O errors...), the
+  batch is replayed without the call that caused it.
+
+Every call's result (or exception) is returned in order; none is durable before COMMIT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import JsonValue
+
+from ...errors import (
+    EventConflictError,
+    SessionExistsError,
+    StaleSessionError,
+)
+from ...models import Event, Session
+from ..base import (
+    AppendCommand,
+    AppendOutcome,
+    EventQuery,
+    NewSession,
+    SessionKey,
+    SessionWrite,
+    not_found,
+)
+from .codec import dumps, event_from_row, from_micros, to_micros
+from .queries import Queries
+from .reads import find_live_session, load_session
+
+WriteFn = Callable[[sqlite3.Connection], Any]
+
+
+EventFields = tuple[str, str, int, str, str]  # event_id, author, timestamp, branch, body
+StateRow = tuple[str, str]  # key, JSON value
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendJob:
+    """An append with its rows pre-built on the event loop's thread.
+
+    Building rows (and serializing state values) before the job reaches the writer
+    thread keeps that thread's Python work, and so its contention for the GIL with the
+    event loop, to a minimum.
+    """
+
+    command: AppendCommand
+    events: list[EventFields]
+    session_state: list[StateRow]
+    app_state: list[StateRow]
+    user_state: list[StateRow]
+    now_us: int
+
+    @classmethod
+    def build(cls, command: AppendCommand) -> AppendJob:
+        delta = command.delta
+        return cls(
+            command=command,
+            events=[
+                (p.event.id, p.event.author, to_micros(p.event.timestamp), p.event.branch, p.body)
+                for p in command.events
+            ],
+            session_state=[(k, dumps(v)) for k, v in delta.session.items()],
+            app_state=[(k, dumps(v)) for k, v in delta.app.items()],
+            user_state=[(k, dumps(v)) for k, v in delta.user.items()],
+            now_us=to_micros(command.now),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Appended:
+    """What the writer thread reports for a stored append (the loop builds the rest)."""
+
+    first_sequence: int
+    version: int
+    updated_at_us: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AlreadyStored:
+    """Every event of the append was already stored identically (a retried call)."""
+
+    events: list[Event]
+    version: int
+    updated_at_us: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CallJob:
+    """Any other write: a function run in its own savepoint."""
+
+    fn: WriteFn
+
+
+Job = AppendJob | CallJob
+
+
+class _FastPathFailed(Exception):
+    """The fast path aborted the transaction; replay the batch call by call."""
+
+
+class _Aborted(Exception):
+    """SQLite rolled back the whole transaction while running job ``index``."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
+
+
+def execute_batch(conn: sqlite3.Connection, q: Queries, jobs: Sequence[Job]) -> list[Any]:
+    """Run ``jobs`` in one transaction; each entry of the result is a value or an exception."""
+    results: list[Any] = [None] * len(jobs)
+    pending = list(range(len(jobs)))
+    fast = True
+    while pending:
+        try:
+            outcomes = _one_transaction(conn, q, [jobs[i] for i in pending], fast=fast)
+        except _FastPathFailed:
+            fast = False
+            continue
+        except _Aborted as aborted:
+            results[pending.pop(aborted.index)] = aborted.error
+            continue
+        except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
+            for i in pending:
+                results[i] = exc
+            break
+        for i, outcome in zip(pending, outcomes):
+            results[i] = outcome
+        break
+    return results
+
+
+def _one_transaction(
+    conn: sqlite3.Connection, q: Queries, jobs: Sequence[Job], *, fast: bool
+) -> list[Any]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        outcomes: list[Any] = []
+        i = 0
+        while i < len(jobs):
+            job = jobs[i]
+            if isinstance(job, AppendJob):
+                end = i
+                while end < len(jobs) and isinstance(jobs[end], AppendJob):
+                    end += 1
+                appends = [j for j in jobs[i:end] if isinstance(j, AppendJob)]
+                outcomes.extend(_append_group(conn, q, appends, start=i, fast=fast))
+                i = end
+            else:
+                outcomes.append(_in_savepoint(conn, i, lambda job=job: job.fn(conn)))
+                i += 1
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _in_savepoint(conn: sqlite3.Connection, index: int, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a savepoint: its failure undoes only its own writes."""
+    conn.execute("SAVEPOINT call")
+    try:
+        result = fn()
+    except Exception as exc:
+        if not conn.in_transaction:
+            raise _Aborted(index, exc) from exc
+        conn.execute("ROLLBACK TO call")
+        conn.execute("RELEASE call")
+        return exc
+    conn.execute("RELEASE call")
+    return result
+
+
+def _append_group(
+    conn: sqlite3.Connection,
+    q: Queries,
+    appends: list[AppendJob],
+    *,
+    start: int,
+    fast: bool,
+) -> list[Any]:
+    if fast:
+        conn.execute("SAVEPOINT fast")
+        try:
+            outcomes = apply_appends(conn, q, appends, careful=False)
+        except Exception as exc:
+            if not conn.in_transaction:
+                raise _FastPathFailed from exc
+            conn.execute("ROLLBACK TO fast")
+            conn.execute("RELEASE fast")
+        else:
+            conn.execute("RELEASE fast")
+            return outcomes
+    return [
+        _in_savepoint(
+            conn, start + offset, lambda job=job: apply_appends(conn, q, [job], careful=True)[0]
+        )
+        for offset, job in enumerate(appends)
+    ]
+
+
+@dataclasses.dataclass
+class _LiveSession:
+    pk: int
+    version: int
+    last_sequence: int
+    updated_at_us: int
+
+
+def _session_for_write(
+    conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int
+) -> _LiveSession | None:
+    row = conn.execute(
+        q.session_for_write, (key.app_name, key.user_id, key.session_id, now_us)
+    ).fetchone()
+    return None if row is None else _LiveSession(*row)
+
+
+def apply_appends(
+    conn: sqlite3.Connection, q: Queries, jobs: Sequence[AppendJob], *, careful: bool
+) -> list[Any]:
+    """Apply independent appends; per-call failures are returned, storage errors raised.
+
+    With ``careful=False`` duplicate event ids are not looked up: the unique index
+    raises and the caller replays call by call with ``careful=True``, which handles
+    idempotent retries and conflicts.
+    """
+    live: dict[SessionKey, _LiveSession | None] = {}
+    written: dict[int, _LiveSession] = {}
+    event_rows: list[tuple[Any, ...]] = []
+    session_rows: list[tuple[Any, ...]] = []
+    app_rows: list[tuple[Any, ...]] = []
+    user_rows: list[tuple[Any, ...]] = []
+    outcomes: list[Any] = []
+    for job in jobs:
+        key, now_us = job.command.key, job.now_us
+        if key not in live:
+            live[key] = _session_for_write(conn, q, key, now_us)
+        session = live[key]
+        if session is None:
+            outcomes.append(not_found(key))
+            continue
+        expected = job.command.expected_version
+        if expected is not None and expected != session.version:
+            outcomes.append(_stale(key, expected, session.version))
+            continue
+        if careful:
+            stored = _stored_duplicates(conn, q, session.pk, key, job.command.events)
+            if stored is not None:
+                outcomes.append(AlreadyStored(stored, session.version, session.updated_at_us))
+                continue
+        pk, first = session.pk, session.last_sequence + 1
+        event_rows.extend(
+            (pk, sequence, *fields) for sequence, fields in enumerate(job.events, start=first)
+        )
+        session.last_sequence += len(job.events)
+        session.version += 1
+        session.updated_at_us = now_us
+        written[pk] = session
+        session_rows.extend((pk, *row) for row in job.session_state)
+        app_rows.extend((key.app_name, *row, now_us) for row in job.app_state)
+        user_rows.extend((key.app_name, key.user_id, *row, now_us) for row in job.user_state)
+        outcomes.append(Appended(first, session.version, now_us))
+    if event_rows:
+        conn.executemany(q.insert_event, event_rows)
+    if written:
+        conn.executemany(
+            q.update_after_append,
+            [(s.version, s.last_sequence, s.updated_at_us, s.pk) for s in written.values()],
+        )
+    _write_state(conn, q, session_rows, app_rows, user_rows)
+    return outcomes
+
+
+def _stale(key: SessionKey, expected: int, actual: int) -> StaleSessionError:
+    return StaleSessionError(
+        f"session {key.session_id!r} is at version {actual}, not {expected}; reload it "
+        "with get_session and retry",
+        app_name=key.app_name,
+        user_id=key.user_id,
+        session_id=key.session_id,
+        expected_version=expected,
+        actual_version=actual,
+    )
+
+
+def _stored_duplicates(
+    conn: sqlite3.Connection,
+    q: Queries,
+    session_pk: int,
+    key: SessionKey,
+    events: Sequence[Any],
+) -> list[Event] | None:
+    """The stored events when every event of the call is already stored identically.
+
+    Returns None when none is stored; raises :class:`EventConflictError` when one is
+    stored with different content (or when only some of the call's events are stored).
+    """
+    stored: list[Event] = []
+    for prepared in events:
+        row = conn.execute(q.events_by_id, (session_pk, prepared.event.id)).fetchone()
+        if row is None:
+            continue
+        existing = event_from_row(row)
+        if existing.model_copy(update={"sequence": None}) != prepared.event:
+            raise _conflict(key, prepared.event.id, "with different content")
+        stored.append(existing)
+    if not stored:
+        return None
+    if len(stored) != len(events):
+        raise _conflict(key, stored[0].id, "while other events of the same call are new")
+    return stored
+
+
+def _conflict(key: SessionKey, event_id: str, why: str) -> EventConflictError:
+    return EventConflictError(
+        f"event {event_id!r} is already stored in session {key.session_id!r} {why}; "
+        "use a new event id",
+        app_name=key.app_name,
+        user_id=key.user_id,
+        session_id=key.session_id,
+        event_id=event_id,
+    )
+
+
+def _write_state(
+    conn: sqlite3.Connection,
+    q: Queries,
+    session_rows: Sequence[tuple[Any, ...]],
+    app_rows: Sequence[tuple[Any, ...]],
+    user_rows: Sequence[tuple[Any, ...]],
+) -> None:
+    if session_rows:
+        conn.executemany(q.upsert_session_state, session_rows)
+    if app_rows:
+        conn.executemany(q.upsert_app_state, app_rows)
+    if user_rows:
+        conn.executemany(q.upsert_user_state, user_rows)
+
+
+# -- sessions ------------------------------------------------------------------------
+
+
+def _purge_session_rows(conn: sqlite3.Connection, q: Queries, pk: int) -> None:
+    conn.execute(q.delete_events, (pk,))
+    conn.execute(q.delete_session_state, (pk,))
+    conn.execute(q.delete_summaries, (pk,))
+    conn.execute(q.delete_session, (pk,))
+
+
+def create_session(
+    conn: sqlite3.Connection,
+    q: Queries,
+    new: NewSession,
+    event_limit: int | None,
+    *,
+    get_existing: bool,
+) -> tuple[Session, bool]:
+    """Insert a session (and its initial state); with ``get_existing``, read a live one."""
+    key, now_us = new.key, to_micros(new.now)
+    row = find_live_session(conn, q, key, now_us)
+    if row is not None:
+        if get_existing:
+            return load_session(conn, q, row, EventQuery(limit=event_limit)), False
+        raise SessionExistsError(
+            f"session {key.session_id!r} already exists for app {key.app_name!r}, user "
+            f"{key.user_id!r}; use get_session or get_or_create_session",
+            app_name=key.app_name,
+            user_id=key.user_id,
+            session_id=key.session_id,
+        )
+    for (expired_pk,) in conn.execute(
+        q.drop_expired_key, (key.app_name, key.user_id, key.session_id, now_us)
+    ).fetchall():
+        _purge_session_rows(conn, q, expired_pk)
+    (pk,) = conn.execute(
+        q.insert_session,
+        (
+            key.app_name,
+            key.user_id,
+            key.session_id,
+            new.agent_id,
+            dumps(new.metadata),
+            now_us,
+            now_us,
+        ),
+    ).fetchone()
+    state = new.state
+    _write_state(
+        conn,
+        q,
+        [(pk, k, dumps(v)) for k, v in state.session.items()],
+        [(key.app_name, k, dumps(v), now_us) for k, v in state.app.items()],
+        [(key.app_name, key.user_id, k, dumps(v), now_us) for k, v in state.user.items()],
+    )
+    row = find_live_session(conn, q, key, now_us)
+    assert row is not None  # inserted just above, in this transaction
+    return load_session(conn, q, row, EventQuery(limit=0)), True
+
+
+def delete_session(conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int) -> bool:
+    session = _session_for_write(conn, q, key, now_us)
+    if session is None:
+        return False
+    _purge_session_rows(conn, q, session.pk)
+    return True
+
+
+def _require(
+    conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int
+) -> _LiveSession:
+    session = _session_for_write(conn, q, key, now_us)
+    if session is None:
+        raise not_found(key)
+    return session
+
+
+def _touch(conn: sqlite3.Connection, q: Queries, pk: int, now_us: int) -> SessionWrite:
+    (version,) = conn.execute(q.touch_session, (now_us, pk)).fetchone()
+    return SessionWrite(version=version, updated_at=from_micros(now_us))
+
+
+def pop_event(
+    conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int
+) -> tuple[Event | None, SessionWrite]:
+    session = _require(conn, q, key, now_us)
+    row = conn.execute(q.newest_event, (session.pk,)).fetchone()
+    if row is None:
+        return None, SessionWrite(session.version, from_micros(session.updated_at_us))
+    event = event_from_row(row)
+    conn.execute(q.delete_event_at, (session.pk, event.sequence))
+    return event, _touch(conn, q, session.pk, now_us)
+
+
+def clear_events(
+    conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int
+) -> tuple[int, SessionWrite]:
+    session = _require(conn, q, key, now_us)
+    removed = conn.execute(q.delete_events, (session.pk,)).rowcount
+    if not removed:
+        return 0, SessionWrite(session.version, from_micros(session.updated_at_us))
+    return removed, _touch(conn, q, session.pk, now_us)
+
+
+def update_session_state(
+    conn: sqlite3.Connection,
+    q: Queries,
+    key: SessionKey,
+    delta: dict[str, JsonValue],
+    now_us: int,
+) -> SessionWrite:
+    session = _require(conn, q, key, now_us)
+    _write_state(conn, q, [(session.pk, k, dumps(v)) for k, v in delta.items()], [], [])
+    return _touch(conn, q, session.pk, now_us)
+
+
+def update_app_state(
+    conn: sqlite3.Connection, q: Queries, app_name: str, delta: dict[str, JsonValue], now_us: int
+) -> None:
+    _write_state(conn, q, [], [(app_name, k, dumps(v), now_us) for k, v in delta.items()], [])
+
+
+def delete_app_state(conn: sqlite3.Connection, q: Queries, app_name: str, key: str) -> bool:
+    return conn.execute(q.delete_app_key, (app_name, key)).rowcount > 0
+
+
+def update_user_state(
+    conn: sqlite3.Connection,
+    q: Queries,
+    app_name: str,
+    user_id: str,
+    delta: dict[str, JsonValue],
+    now_us: int,
+) -> None:
+    rows = [(app_name, user_id, k, dumps(v), now_us) for k, v in delta.items()]
+    _write_state(conn, q, [], [], rows)
+
+
+def delete_user_state(
+    conn: sqlite3.Connection, q: Queries, app_name: str, user_id: str, key: str
+) -> bool:
+    return conn.execute(q.delete_user_key, (app_name, user_id, key)).rowcount > 0

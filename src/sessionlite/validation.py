@@ -1,0 +1,173 @@
+"""Checking and snapshotting what callers hand to the service.
+
+Models are mutable and their JSON fields are only checked here, at the edge, so every
+bad input is reported the same way (:class:`InvalidInputError`) before anything is
+written. Validation also copies: the JSON values that come out share no mutable object
+with the caller's, so mutating an event after ``append_event`` cannot change what is
+stored or what the session holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ConfigDict, JsonValue, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from .errors import InvalidInputError
+from .models import Event, ToolCall, ToolResult, Usage
+from .state import persisted_delta
+
+_JSON = TypeAdapter(JsonValue, config=ConfigDict(allow_inf_nan=False))
+_JSON_OBJECT = TypeAdapter(dict[str, JsonValue], config=ConfigDict(allow_inf_nan=False))
+
+# Fields of Event that the store keeps in its own columns (everything else is the body).
+EVENT_COLUMNS = frozenset({"id", "author", "timestamp", "branch", "sequence", "partial"})
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedEvent:
+    """A validated private copy of an event, ready to store.
+
+    ``event`` carries the delta without ``temp:`` keys (what is stored, and what the
+    session's event list shows); ``delta`` is the whole validated delta, ``temp:`` keys
+    included, for the in-memory session state; ``body`` is the serialized event.
+    """
+
+    event: Event
+    body: str
+    delta: dict[str, JsonValue]
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = "".join(f"[{part!r}]" for part in error["loc"])
+    return f"{location}: {error['msg']}" if location else str(error["msg"])
+
+
+def check_json(value: Any, what: str) -> JsonValue:
+    """A validated deep copy of a JSON value, or :class:`InvalidInputError`."""
+    try:
+        return _JSON.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            f"{what} must be JSON (dict with str keys, list, str, finite number, bool, "
+            f"None); {what}{_first_error(exc)}",
+            field=what,
+        ) from None
+    except RecursionError:
+        raise InvalidInputError(f"{what} is nested too deeply", field=what) from None
+
+
+def check_json_object(value: Any, what: str) -> dict[str, JsonValue]:
+    """A validated deep copy of a JSON object (``dict[str, JSON]``)."""
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{what} must be a dict, got {type(value).__name__}", field=what)
+    if not value:
+        return {}
+    try:
+        return _JSON_OBJECT.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            f"{what} must map str keys to JSON values; {what}{_first_error(exc)}", field=what
+        ) from None
+    except RecursionError:
+        raise InvalidInputError(f"{what} is nested too deeply", field=what) from None
+
+
+def check_text(value: Any, what: str, *, allow_empty: bool = False) -> str:
+    """A non-empty string that SQLite can store (valid UTF-8: no lone surrogates)."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a str, got {type(value).__name__}", field=what)
+    if not value and not allow_empty:
+        raise InvalidInputError(f"{what} must not be empty", field=what)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"{what} contains a lone surrogate and is not valid unicode", field=what
+        ) from None
+    return value
+
+
+def check_aware(value: Any, what: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{what} must be a datetime, got {value!r}", field=what)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(
+            f"{what} is a naive datetime; pass a timezone-aware one (e.g. datetime.now(UTC))",
+            field=what,
+        )
+    return value
+
+
+def check_limit(value: Any, what: str, *, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(f"{what} must be a non-negative int, got {value!r}", field=what)
+    return value
+
+
+def prepare_event(event: Any) -> PreparedEvent:
+    """Validate ``event`` and return a private copy with its serialized body."""
+    if not isinstance(event, Event):
+        raise InvalidInputError(
+            f"expected a sessionlite.Event, got {type(event).__name__}", field="event"
+        )
+    check_text(event.id, "event.id")
+    check_text(event.author, "event.author")
+    check_text(event.branch, "event.branch", allow_empty=True)
+    check_aware(event.timestamp, "event.timestamp")
+    delta = check_json_object(event.state_delta, "event.state_delta")
+    try:
+        copy = event.model_copy(
+            update={
+                "content": check_json(event.content, "event.content"),
+                "metadata": check_json_object(event.metadata, "event.metadata"),
+                "state_delta": persisted_delta(delta),
+                "tool_calls": [_copy_tool_call(c) for c in event.tool_calls]
+                if event.tool_calls
+                else [],
+                "tool_results": [_copy_tool_result(r) for r in event.tool_results]
+                if event.tool_results
+                else [],
+                "usage": None if event.usage is None else _copy_usage(event.usage),
+                "sequence": None,
+            }
+        )
+        body = copy.model_dump_json(exclude=EVENT_COLUMNS, exclude_defaults=True)
+    except PydanticSerializationError as exc:
+        raise InvalidInputError(f"event {event.id!r} cannot be serialized: {exc}") from None
+    return PreparedEvent(copy, body, delta)
+
+
+def _copy_tool_call(call: Any) -> ToolCall:
+    if not isinstance(call, ToolCall):
+        raise InvalidInputError("event.tool_calls must hold ToolCall objects", field="tool_calls")
+    return ToolCall(
+        id=check_text(call.id, "tool_call.id"),
+        name=check_text(call.name, "tool_call.name"),
+        arguments=check_json_object(call.arguments, "tool_call.arguments"),
+    )
+
+
+def _copy_tool_result(result: Any) -> ToolResult:
+    if not isinstance(result, ToolResult):
+        raise InvalidInputError(
+            "event.tool_results must hold ToolResult objects", field="tool_results"
+        )
+    return ToolResult(
+        call_id=check_text(result.call_id, "tool_result.call_id"),
+        output=check_json(result.output, "tool_result.output"),
+        is_error=result.is_error,
+    )
+
+
+def _copy_usage(usage: Any) -> Usage:
+    if not isinstance(usage, Usage):
+        raise InvalidInputError("event.usage must be a Usage", field="usage")
+    return Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
