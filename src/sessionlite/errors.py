@@ -65,9 +65,7 @@ class InvalidInputError(SessionLiteError, ValueError):
 class _SessionKeyError(SessionLiteError):
     """An error about one session, carrying its identifiers."""
 
-    def __init__(
-        self, message: str, *, app_name: str, user_id: str, session_id: str
-    ) -> None:
+    def __init__(self, message: str, *, app_name: str, user_id: str, session_id: str) -> None:
         super().__init__(message)
         self.app_name = app_name
         self.user_id = user_id

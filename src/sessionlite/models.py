@@ -201,4 +201,3 @@ class SessionPage(BaseModel):
 
     sessions: list[Session]
     next_cursor: str | None = None
-

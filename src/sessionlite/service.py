@@ -265,7 +265,11 @@ class SessionService:
         check_text(app_name, "app_name")
         if user_id is not None:
             check_text(user_id, "user_id")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_LIST_LIMIT
+        ):
             raise InvalidInputError(
                 f"limit must be an int from 1 to {MAX_LIST_LIMIT}, got {limit!r}", field="limit"
             )
@@ -313,8 +317,9 @@ class SessionService:
     ) -> list[Event]:
         """Append several events atomically: all are stored, or none."""
         self._check_open()
-        if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
-            raise InvalidInputError("events must be a sequence of Event", field="events")
+        given: object = events
+        if not isinstance(given, (list, tuple)):
+            raise InvalidInputError("events must be a list of Event", field="events")
         return await self._append(session, list(events), expected_version)
 
     async def _append(
@@ -461,9 +466,7 @@ class SessionService:
         """Remove one app-scoped key; True if it existed."""
         self._check_open()
         app_name = check_text(app_name, "app_name")
-        return await self._store.delete_app_state(
-            app_name, check_text(key, "key"), now=self._now()
-        )
+        return await self._store.delete_app_state(app_name, check_text(key, "key"), now=self._now())
 
     async def get_user_state(self, app_name: str, user_id: str) -> dict[str, JsonValue]:
         """The user-scoped state (keys without their ``user:`` prefix)."""
@@ -547,4 +550,3 @@ def _set_bookkeeping(session: Session, version: int, updated_at: datetime) -> No
     # Values straight from the store: skip assignment validation on this hot path.
     session.__dict__["version"] = version
     session.__dict__["updated_at"] = updated_at
-

@@ -25,7 +25,7 @@ _JSON = TypeAdapter(JsonValue, config=ConfigDict(allow_inf_nan=False))
 _JSON_OBJECT = TypeAdapter(dict[str, JsonValue], config=ConfigDict(allow_inf_nan=False))
 
 # Fields of Event that the store keeps in its own columns (everything else is the body).
-EVENT_COLUMNS = frozenset({"id", "author", "timestamp", "branch", "sequence", "partial"})
+EVENT_COLUMNS: set[str] = {"id", "author", "timestamp", "branch", "sequence", "partial"}
 
 
 @dataclasses.dataclass(frozen=True)

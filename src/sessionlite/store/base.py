@@ -75,7 +75,8 @@ class AppendCommand:
     """One atomic append: its events are all stored with the merged state delta, or none.
 
     ``events`` are validated private copies (with their serialized bodies), without
-    ``temp:`` keys in their deltas and with ``sequence`` unset; ``delta`` is the merged persisted delta of all of them.
+    ``temp:`` keys in their deltas and with ``sequence`` unset; ``delta`` is the merged
+    persisted delta of all of them.
     """
 
     key: SessionKey

@@ -86,9 +86,7 @@ def session_from_row(
     events: list[Event],
     summaries: dict[str, Summary],
 ) -> Session:
-    _pk, app_name, user_id, session_id, agent_id, metadata, created, updated, expires, version = (
-        row
-    )
+    _pk, app_name, user_id, session_id, agent_id, metadata, created, updated, expires, version = row
     try:
         return Session(
             app_name=app_name,

@@ -69,7 +69,9 @@ class ThreadConnection:
         sqlite errors are translated to :class:`~sessionlite.StorageError` subclasses.
         """
         try:
-            result: T = await self._conn._execute(_call, self._conn, fn, args)
+            result: T = await self._conn._execute(  # type: ignore[no-untyped-call]
+                _call, self._conn, fn, args
+            )
         except sqlite3.Error as exc:
             raise translate(exc, self._path) from exc
         return result

@@ -17,8 +17,8 @@ _TEMPLATES = {
     "live_session": f"""
         SELECT {SESSION_SELECT} FROM {{p}}sessions
         WHERE app_name = :app AND user_id = :user AND session_id = :sid AND {_LIVE}""",
-    "session_for_write": f"""
-        SELECT pk, version, last_sequence, updated_at FROM {{p}}sessions
+    "session_for_write": """
+        SELECT pk, version, last_sequence, updated_at FROM {p}sessions
         WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL
           AND (expires_at IS NULL OR expires_at > ?)""",
     # A live key may still be taken by an expired row that the cleaner has not removed.

@@ -179,9 +179,7 @@ def migrate(conn: sqlite3.Connection, prefix: str, path: str) -> int:
 def verify(conn: sqlite3.Connection, prefix: str, path: str) -> None:
     """With ``create_schema=False``: check the caller-managed tables are usable."""
     check_version(int(conn.execute("PRAGMA user_version").fetchone()[0]), path)
-    names = {
-        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    }
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     missing = [f"{prefix}{t}" for t in _REQUIRED_TABLES if f"{prefix}{t}" not in names]
     if missing:
         raise StorageError(

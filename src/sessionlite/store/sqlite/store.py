@@ -28,7 +28,7 @@ from .codec import from_micros, to_micros
 from .connection import ReaderPool, ThreadConnection
 from .queries import Queries
 from .writer import GroupCommitWriter
-from .writes import AlreadyStored, AppendJob, Appended, CallJob
+from .writes import AlreadyStored, Appended, AppendJob, CallJob
 
 MEMORY = ":memory:"
 
@@ -86,28 +86,25 @@ class SqliteStore:
             wal=not self.in_memory,
         )
         if options.create_schema:
-            await self._writer_conn.run(
-                schema.migrate, options.table_prefix, self.path
-            )
+            await self._writer_conn.run(schema.migrate, options.table_prefix, self.path)
         else:
             await self._writer_conn.run(schema.verify, options.table_prefix, self.path)
         if self.in_memory:
             self._readers = ReaderPool([self._writer_conn])
             return
-        readers = []
+        readers: list[ThreadConnection] = []
         try:
             for _ in range(options.reader_connections):
-                readers.append(
-                    await ThreadConnection.open(
-                        target,
-                        path=self.path,
-                        uri=uri,
-                        busy_timeout=options.busy_timeout,
-                        synchronous=options.synchronous,
-                        wal=False,
-                        query_only=True,
-                    )
+                reader = await ThreadConnection.open(
+                    target,
+                    path=self.path,
+                    uri=uri,
+                    busy_timeout=options.busy_timeout,
+                    synchronous=options.synchronous,
+                    wal=False,
+                    query_only=True,
                 )
+                readers.append(reader)
         except BaseException:
             for reader in readers:
                 await reader.close()
@@ -151,9 +148,7 @@ class SqliteStore:
 
     async def create_session(self, new: NewSession, *, event_limit: int | None) -> Session:
         session: Session
-        session, _ = await self._write(
-            writes.create_session, new, event_limit, get_existing=False
-        )
+        session, _ = await self._write(writes.create_session, new, event_limit, get_existing=False)
         return session
 
     async def get_or_create_session(
@@ -205,7 +200,7 @@ class SqliteStore:
         results = await self._writer.submit_many(jobs)
         return [
             result if isinstance(result, Exception) else _outcome(command, result)
-            for command, result in zip(commands, results)
+            for command, result in zip(commands, results, strict=True)
         ]
 
     async def read_events(

@@ -101,19 +101,18 @@ class GroupCommitWriter:
             self._receive.close()
             self._stopped.set()
 
-    def _drain_into(self, batch: list[_Request]) -> None:
-        while len(batch) < self._max_batch:
-            try:
+    def _drain_into(self, batch: list[_Request], limit: float | None = None) -> None:
+        limit = self._max_batch if limit is None else limit
+        try:
+            while len(batch) < limit:
                 batch.append(self._receive.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                return
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            pass
 
     def _fail_pending(self) -> None:
-        while True:
-            try:
-                request = self._receive.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                return
+        pending: list[_Request] = []
+        self._drain_into(pending, limit=math.inf)
+        for request in pending:
             _resolve(
                 request.future,
                 ServiceClosedError("the service stopped before this write ran; nothing was stored"),
@@ -128,7 +127,7 @@ class GroupCommitWriter:
             results = [exc] * len(batch)
         self.transactions += 1
         self.jobs += len(batch)
-        for request, result in zip(batch, results):
+        for request, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 result = translate(result, self._path)
             _resolve(request.future, result)

@@ -32,7 +32,6 @@ from ...errors import (
 from ...models import Event, Session
 from ..base import (
     AppendCommand,
-    AppendOutcome,
     EventQuery,
     NewSession,
     SessionKey,
@@ -141,7 +140,7 @@ def execute_batch(conn: sqlite3.Connection, q: Queries, jobs: Sequence[Job]) -> 
             for i in pending:
                 results[i] = exc
             break
-        for i, outcome in zip(pending, outcomes):
+        for i, outcome in zip(pending, outcomes, strict=True):
             results[i] = outcome
         break
     return results
@@ -164,7 +163,7 @@ def _one_transaction(
                 outcomes.extend(_append_group(conn, q, appends, start=i, fast=fast))
                 i = end
             else:
-                outcomes.append(_in_savepoint(conn, i, lambda job=job: job.fn(conn)))
+                outcomes.append(_in_savepoint(conn, i, job.fn, conn))
                 i += 1
         conn.execute("COMMIT")
     except BaseException:
@@ -174,11 +173,11 @@ def _one_transaction(
     return outcomes
 
 
-def _in_savepoint(conn: sqlite3.Connection, index: int, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` in a savepoint: its failure undoes only its own writes."""
+def _in_savepoint(conn: sqlite3.Connection, index: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` in a savepoint: its failure undoes only its own writes."""
     conn.execute("SAVEPOINT call")
     try:
-        result = fn()
+        result = fn(*args)
     except Exception as exc:
         if not conn.in_transaction:
             raise _Aborted(index, exc) from exc
@@ -210,11 +209,13 @@ def _append_group(
             conn.execute("RELEASE fast")
             return outcomes
     return [
-        _in_savepoint(
-            conn, start + offset, lambda job=job: apply_appends(conn, q, [job], careful=True)[0]
-        )
+        _in_savepoint(conn, start + offset, _apply_one_carefully, conn, q, job)
         for offset, job in enumerate(appends)
     ]
+
+
+def _apply_one_carefully(conn: sqlite3.Connection, q: Queries, job: AppendJob) -> Any:
+    return apply_appends(conn, q, [job], careful=True)[0]
 
 
 @dataclasses.dataclass
@@ -424,9 +425,7 @@ def delete_session(conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us
     return True
 
 
-def _require(
-    conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int
-) -> _LiveSession:
+def _require(conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int) -> _LiveSession:
     session = _session_for_write(conn, q, key, now_us)
     if session is None:
         raise not_found(key)

@@ -1,0 +1,180 @@
+"""Lifecycle: open/close, closed-service errors, default path, options validation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+import sessionlite
+from sessionlite import Event, InvalidInputError, ServiceClosedError, SessionService
+from sessionlite.config import parse_options
+
+
+async def test_calls_after_close_raise(tmp_path: Path) -> None:
+    service = SessionService(tmp_path / "db.sqlite")
+    async with service:
+        session = await service.create_session(app_name="a", user_id="u")
+    assert service.closed
+    calls = [
+        service.create_session(app_name="a", user_id="u"),
+        service.get_session(app_name="a", user_id="u", session_id=session.id),
+        service.append_event(session, Event(author="u")),
+        service.append_events(session, [Event(author="u")]),
+        service.list_sessions(app_name="a"),
+        service.delete_session(app_name="a", user_id="u", session_id=session.id),
+        service.pop_event(session),
+        service.clear_events(session),
+        service.get_app_state("a"),
+        service.update_app_state("a", {}),
+        service.update_user_state("a", "u", {}),
+        service.get_user_state("a", "u"),
+        service.delete_app_state("a", "k"),
+        service.delete_user_state("a", "u", "k"),
+        service.update_session_state(app_name="a", user_id="u", session_id="s", delta={}),
+        service.get_or_create_session(app_name="a", user_id="u"),
+        service.iter_events(app_name="a", user_id="u", session_id=session.id),
+    ]
+    for call in calls:
+        with pytest.raises(ServiceClosedError):
+            await call
+
+
+async def test_aclose_is_idempotent_and_reopen_refused(tmp_path: Path) -> None:
+    service = SessionService(tmp_path / "db.sqlite")
+    await service.open()
+    await service.aclose()
+    await service.aclose()
+    with pytest.raises(ServiceClosedError, match="opens once"):
+        await service.open()
+    never_opened = SessionService(":memory:")
+    await never_opened.aclose()
+    with pytest.raises(ServiceClosedError):
+        await never_opened.get_app_state("a")
+
+
+async def test_not_opened_raises(tmp_path: Path) -> None:
+    service = SessionService(tmp_path / "db.sqlite")
+    assert service.closed
+    with pytest.raises(ServiceClosedError, match="not opened"):
+        await service.create_session(app_name="a", user_id="u")
+
+
+async def test_concurrent_closes(tmp_path: Path) -> None:
+    service = await SessionService(tmp_path / "db.sqlite").open()
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(service.aclose)
+    assert service.closed
+
+
+async def test_close_waits_for_in_flight_writes(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    service = await SessionService(path).open()
+    session = await service.create_session(app_name="a", user_id="u", session_id="s")
+    results: list[Event] = []
+
+    async def writer(i: int) -> None:
+        results.append(await service.append_event(session, Event(author="u", content=i)))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(50):
+            tg.start_soon(writer, i)
+        await anyio.lowlevel.checkpoint()
+        tg.start_soon(service.aclose)
+    async with SessionService(path) as reopened:
+        got = await reopened.get_session(app_name="a", user_id="u", session_id="s")
+        assert got is not None
+        assert sorted(e.id for e in got.events) == sorted(e.id for e in results)
+
+
+async def test_default_path_uses_user_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    expected = tmp_path / "xdg" / "sessionlite" / "sessions.db"
+    assert sessionlite.default_db_path() == expected
+    async with SessionService() as service:
+        assert service.path == str(expected)
+        await service.create_session(app_name="a", user_id="u", session_id="s")
+    assert expected.exists()
+
+
+async def test_memory_databases_are_private() -> None:
+    async with SessionService(":memory:") as one, SessionService(":memory:") as two:
+        await one.create_session(app_name="a", user_id="u", session_id="s")
+        assert await two.get_session(app_name="a", user_id="u", session_id="s") is None
+        assert await one.get_session(app_name="a", user_id="u", session_id="s") is not None
+
+
+async def test_repr_and_path(tmp_path: Path) -> None:
+    service = SessionService(str(tmp_path / "x.db"))
+    assert "closed" in repr(service)
+    async with service:
+        assert "open" in repr(service)
+        assert service.options.event_limit == 1000
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"table_prefix": "1bad"}, "table_prefix"),
+        ({"table_prefix": "x;drop"}, "table_prefix"),
+        ({"table_prefix": "a" * 65}, "table_prefix"),
+        ({"table_prefix": 3}, "table_prefix"),
+        ({"create_schema": "yes"}, "create_schema"),
+        ({"synchronous": "OFF"}, "synchronous"),
+        ({"synchronous": 1}, "synchronous"),
+        ({"busy_timeout": -1}, "busy_timeout"),
+        ({"busy_timeout": 0}, "busy_timeout"),
+        ({"busy_timeout": "5"}, "busy_timeout"),
+        ({"busy_timeout": float("inf")}, "busy_timeout"),
+        ({"busy_timeout": True}, "busy_timeout"),
+        ({"event_limit": 0}, "event_limit"),
+        ({"event_limit": 1.5}, "event_limit"),
+        ({"clock": "now"}, "clock"),
+        ({"reader_connections": 0}, "reader_connections"),
+        ({"max_write_batch": -3}, "max_write_batch"),
+        ({"no_such_option": 1}, "no_such_option"),
+    ],
+)
+def test_bad_options_name_the_option(options: dict[str, object], name: str) -> None:
+    with pytest.raises(InvalidInputError, match=name) as info:
+        SessionService(":memory:", **options)
+    assert info.value.field == name
+
+
+def test_good_options_are_normalised() -> None:
+    options = parse_options(
+        table_prefix="My_Prefix9",
+        synchronous="full",
+        busy_timeout=2.5,
+        event_limit=None,
+        create_schema=False,
+    )
+    assert options.synchronous == "FULL"
+    assert options.busy_timeout == timedelta(seconds=2.5)
+    assert options.event_limit is None
+    assert parse_options(busy_timeout=timedelta(seconds=1)).busy_timeout == timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("path", ["", 3])
+def test_bad_path(path: object) -> None:
+    with pytest.raises(InvalidInputError, match="path"):
+        SessionService(path)  # type: ignore[arg-type]
+
+
+async def test_clock_returning_naive_datetime_is_reported(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    async with SessionService(tmp_path / "x.db", clock=lambda: datetime(2026, 1, 1)) as svc:
+        with pytest.raises(InvalidInputError, match="clock"):
+            await svc.create_session(app_name="a", user_id="u")
+
+
+async def test_synchronous_full_works(tmp_path: Path) -> None:
+    async with SessionService(tmp_path / "x.db", synchronous="FULL") as svc:
+        session = await svc.create_session(app_name="a", user_id="u")
+        await svc.append_event(session, Event(author="u"))
