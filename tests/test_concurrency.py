@@ -188,3 +188,22 @@ def test_two_processes_append_to_one_file(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     anyio.run(check_two_process_result, path, count)
+
+
+async def test_many_services_open_one_new_file_at_once(tmp_path: Path) -> None:
+    # Each service has its own connections, as separate processes would. Creating the
+    # file, switching it to WAL and migrating the schema all race; none may fail.
+    for attempt in range(5):
+        path = tmp_path / f"new-{attempt}.db"
+        services = [SessionService(path) for _ in range(6)]
+        async with anyio.create_task_group() as tg:
+            for service in services:
+                tg.start_soon(service.open)
+        try:
+            for i, service in enumerate(services):
+                await service.create_session(app_name="a", user_id="u", session_id=str(i))
+            page = await services[0].list_sessions(app_name="a")
+            assert len(page.sessions) == 6
+        finally:
+            for service in services:
+                await service.aclose()

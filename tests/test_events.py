@@ -402,38 +402,36 @@ async def test_iter_events_pages_and_filters(service: SessionService) -> None:
         ],
     )
     key = {"app_name": "app", "user_id": "u", "session_id": "s"}
-    everything = [e.content async for e in await service.iter_events(**key, page_size=5)]
+    everything = [e.content async for e in service.iter_events(**key, page_size=5)]
     assert everything == list(range(23))
-    after = [e.sequence async for e in await service.iter_events(**key, after_sequence=20)]
+    after = [e.sequence async for e in service.iter_events(**key, after_sequence=20)]
     assert after == [21, 22, 23]
-    users = [e.content async for e in await service.iter_events(**key, author="user")]
+    users = [e.content async for e in service.iter_events(**key, author="user")]
     assert users == [i for i in range(23) if i % 2]
-    window = await service.iter_events(
+    window = service.iter_events(
         **key, since=base + timedelta(seconds=5), until=base + timedelta(seconds=8), page_size=2
     )
     assert [e.content async for e in window] == [5, 6, 7, 8]
-    branch = [e.content async for e in await service.iter_events(**key, branch="x")]
+    branch = [e.content async for e in service.iter_events(**key, branch="x")]
     assert branch == [i for i in range(23) if i % 3 == 0]
 
 
 async def test_iter_events_errors(service: SessionService) -> None:
     with pytest.raises(SessionNotFoundError):
-        async for _ in await service.iter_events(app_name="a", user_id="u", session_id="none"):
+        async for _ in service.iter_events(app_name="a", user_id="u", session_id="none"):
             pass
     await new_session(service)
     with pytest.raises(InvalidInputError):
-        await service.iter_events(app_name="app", user_id="u", session_id="s", page_size=0)
+        service.iter_events(app_name="app", user_id="u", session_id="s", page_size=0)
     with pytest.raises(InvalidInputError):
-        await service.iter_events(
-            app_name="app", user_id="u", session_id="s", since=datetime(2026, 1, 1)
-        )
+        service.iter_events(app_name="app", user_id="u", session_id="s", since=datetime(2026, 1, 1))
 
 
 async def test_iter_events_stops_when_session_deleted_midway(service: SessionService) -> None:
     session = await new_session(service)
     await service.append_events(session, [Event(author="u", content=i) for i in range(10)])
     seen = []
-    async for event in await service.iter_events(
+    async for event in service.iter_events(
         app_name="app", user_id="u", session_id="s", page_size=3
     ):
         seen.append(event.content)

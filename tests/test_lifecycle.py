@@ -35,11 +35,12 @@ async def test_calls_after_close_raise(tmp_path: Path) -> None:
         service.delete_user_state("a", "u", "k"),
         service.update_session_state(app_name="a", user_id="u", session_id="s", delta={}),
         service.get_or_create_session(app_name="a", user_id="u"),
-        service.iter_events(app_name="a", user_id="u", session_id=session.id),
     ]
     for call in calls:
         with pytest.raises(ServiceClosedError):
             await call
+    with pytest.raises(ServiceClosedError):
+        service.iter_events(app_name="a", user_id="u", session_id=session.id)
 
 
 async def test_aclose_is_idempotent_and_reopen_refused(tmp_path: Path) -> None:

@@ -337,12 +337,15 @@ class SessionService:
             for p in prepared:
                 _apply_in_memory(session, p, p.event)
             return [p.event for p in prepared]
-        delta = ScopedDelta()
-        for p in to_store:
-            scoped = split_delta(p.event.state_delta)
-            delta.session.update(scoped.session)
-            delta.app.update(scoped.app)
-            delta.user.update(scoped.user)
+        if len(to_store) == 1:
+            delta = split_delta(to_store[0].event.state_delta)
+        else:
+            delta = ScopedDelta()
+            for p in to_store:
+                scoped = split_delta(p.event.state_delta)
+                delta.session.update(scoped.session)
+                delta.app.update(scoped.app)
+                delta.user.update(scoped.user)
         command = AppendCommand(
             key=_key(session.app_name, session.user_id, session.id),
             events=to_store,
@@ -367,7 +370,7 @@ class SessionService:
         _set_bookkeeping(session, outcome.version, outcome.updated_at)
         return results
 
-    async def iter_events(
+    def iter_events(
         self,
         *,
         app_name: str,
@@ -380,10 +383,17 @@ class SessionService:
         branch: str | None = None,
         page_size: int = 500,
     ) -> AsyncIterator[Event]:
-        """Stream a session's events oldest first, ``page_size`` at a time.
+        """Stream a session's events oldest first, ``page_size`` at a time::
+
+            async for event in service.iter_events(app_name=..., user_id=..., session_id=...):
+                ...
+
+        Arguments are checked at the call; storage is read page by page while iterating.
+        If the session is deleted midway, iteration stops after the events already read.
 
         Raises:
-            SessionNotFoundError: the session does not exist (when iteration starts).
+            InvalidInputError: a bad argument (at the call).
+            SessionNotFoundError: the session does not exist (on the first iteration).
         """
         self._check_open()
         key = _key(app_name, user_id, session_id)

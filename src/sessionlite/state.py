@@ -17,7 +17,7 @@ USER_PREFIX = "user:"
 TEMP_PREFIX = "temp:"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class ScopedDelta:
     """A state delta split by scope; app/user keys are stored without their prefix."""
 

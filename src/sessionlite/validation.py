@@ -9,10 +9,9 @@ stored or what the session holds.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ConfigDict, JsonValue, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
@@ -28,8 +27,7 @@ _JSON_OBJECT = TypeAdapter(dict[str, JsonValue], config=ConfigDict(allow_inf_nan
 EVENT_COLUMNS: set[str] = {"id", "author", "timestamp", "branch", "sequence", "partial"}
 
 
-@dataclasses.dataclass(frozen=True)
-class PreparedEvent:
+class PreparedEvent(NamedTuple):
     """A validated private copy of an event, ready to store.
 
     ``event`` carries the delta without ``temp:`` keys (what is stored, and what the
@@ -42,10 +40,11 @@ class PreparedEvent:
     delta: dict[str, JsonValue]
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(what: str, exc: ValidationError) -> str:
+    """``what[loc]: message`` for the first error pydantic reports."""
     error = exc.errors()[0]
     location = "".join(f"[{part!r}]" for part in error["loc"])
-    return f"{location}: {error['msg']}" if location else str(error["msg"])
+    return f"{what}{location}: {error['msg']}"
 
 
 def check_json(value: Any, what: str) -> JsonValue:
@@ -55,7 +54,7 @@ def check_json(value: Any, what: str) -> JsonValue:
     except ValidationError as exc:
         raise InvalidInputError(
             f"{what} must be JSON (dict with str keys, list, str, finite number, bool, "
-            f"None); {what}{_first_error(exc)}",
+            f"None); {_first_error(what, exc)}",
             field=what,
         ) from None
     except RecursionError:
@@ -72,7 +71,7 @@ def check_json_object(value: Any, what: str) -> dict[str, JsonValue]:
         return _JSON_OBJECT.validate_python(value)
     except ValidationError as exc:
         raise InvalidInputError(
-            f"{what} must map str keys to JSON values; {what}{_first_error(exc)}", field=what
+            f"{what} must map str keys to JSON values; {_first_error(what, exc)}", field=what
         ) from None
     except RecursionError:
         raise InvalidInputError(f"{what} is nested too deeply", field=what) from None

@@ -11,6 +11,7 @@ by ``tests/test_store_internals.py``).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -18,11 +19,12 @@ from typing import Any, TypeVar
 import aiosqlite
 import anyio
 
-from .errors import translate
+from .errors import is_transient, translate
 
 T = TypeVar("T")
 
 MIN_SQLITE_VERSION = (3, 35, 0)  # RETURNING and row-value comparisons
+_WAL_RETRY_PAUSE = 0.005  # seconds between attempts to switch a new file to WAL
 
 
 class ThreadConnection:
@@ -101,12 +103,29 @@ def _configure(
         )
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
     if wal:
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        mode = _enable_wal(conn, busy_timeout)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"could not enable WAL (journal_mode is {mode})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     if query_only:
         conn.execute("PRAGMA query_only = 1")
+
+
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: timedelta) -> str:
+    """Switch to WAL, retrying while another connection holds the lock.
+
+    Changing the journal mode of a brand-new file needs an exclusive lock, and SQLite
+    reports contention there at once instead of calling the busy handler; several
+    processes opening one new file at the same moment would otherwise fail.
+    """
+    deadline = time.monotonic() + busy_timeout.total_seconds()
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if not is_transient(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(_WAL_RETRY_PAUSE)  # in the connection's own thread, not the loop
 
 
 class ReaderPool:

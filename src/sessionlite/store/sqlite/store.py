@@ -276,8 +276,9 @@ def _outcome(command: AppendCommand, result: Appended | AlreadyStored) -> Append
         )
     events = []
     for sequence, prepared in enumerate(command.events, start=result.first_sequence):
-        # The prepared event is the service's private copy: give it its sequence in place.
-        prepared.event.sequence = sequence
+        # The prepared event is the service's private copy: give it its sequence in
+        # place (a trusted int, so without assignment validation).
+        prepared.event.__dict__["sequence"] = sequence
         events.append(prepared.event)
     return AppendOutcome(events=events, version=result.version, updated_at=command.now)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import JsonValue
 
@@ -49,8 +49,7 @@ EventFields = tuple[str, str, int, str, str]  # event_id, author, timestamp, bra
 StateRow = tuple[str, str]  # key, JSON value
 
 
-@dataclasses.dataclass(frozen=True)
-class AppendJob:
+class AppendJob(NamedTuple):
     """An append with its rows pre-built on the event loop's thread.
 
     Building rows (and serializing state values) before the job reaches the writer
@@ -81,8 +80,7 @@ class AppendJob:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class Appended:
+class Appended(NamedTuple):
     """What the writer thread reports for a stored append (the loop builds the rest)."""
 
     first_sequence: int
@@ -90,8 +88,7 @@ class Appended:
     updated_at_us: int
 
 
-@dataclasses.dataclass(frozen=True)
-class AlreadyStored:
+class AlreadyStored(NamedTuple):
     """Every event of the append was already stored identically (a retried call)."""
 
     events: list[Event]
