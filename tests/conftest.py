@@ -1,16 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sessionlite import SessionService
+from sessionlite import PersistenceError, SessionService
 from sessionlite.testing import ManualClock
 
 # Every storage configuration the conformance suite runs in.
-MODES = ["file", "memory", "prefix"]
+MODES = ["file", "memory", "prefix", "async"]
 
 
 @pytest.fixture
@@ -31,6 +31,8 @@ def make_service(tmp_path: Path, mode: str, clock: ManualClock) -> Callable[...,
         options.setdefault("clock", clock)
         if mode == "prefix":
             options.setdefault("table_prefix", "agent_")
+        if mode == "async":
+            options.setdefault("async_persist", True)
         path = ":memory:" if mode == "memory" else tmp_path / "sessions.db"
         return SessionService(path, **options)
 
@@ -41,3 +43,23 @@ def make_service(tmp_path: Path, mode: str, clock: ManualClock) -> Callable[...,
 async def service(make_service: Callable[..., SessionService]) -> AsyncIterator[SessionService]:
     async with make_service() as svc:
         yield svc
+
+
+def is_async(service: SessionService) -> bool:
+    return service.options.async_persist
+
+
+async def expect_write_error(
+    service: SessionService, error: type[BaseException], call: Awaitable[Any]
+) -> BaseException:
+    """Durable mode: the call raises ``error``. With async_persist the call is accepted
+    and the next flush() raises PersistenceError caused by ``error``."""
+    if not is_async(service):
+        with pytest.raises(error) as info:
+            await call
+        return info.value
+    await call
+    with pytest.raises(PersistenceError) as failed:
+        await service.flush()
+    assert isinstance(failed.value.__cause__, error)
+    return failed.value.__cause__

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from sessionlite import Event, Session, SessionService
+from sessionlite import Event, PersistenceError, Session, SessionService
 
 
 async def check_history(service: SessionService, session_id: str, expected: set[str]) -> None:
@@ -91,9 +91,13 @@ async def test_one_bad_call_in_a_batch_fails_alone(make_service: object) -> None
 
         async def conflicting() -> None:
             try:
-                await service.append_event(session, Event(id="taken", author="u", content="x"))
+                await service.append_event(
+                    session, Event(id="taken", author="u", content="x"), expected_version=None
+                )
+                await service.flush()
             except Exception as exc:
-                outcomes.append(type(exc).__name__)
+                cause = exc.__cause__ if isinstance(exc, PersistenceError) else exc
+                outcomes.append(type(cause).__name__)
 
         async def stale() -> None:
             try:

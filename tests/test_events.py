@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from tests.conftest import expect_write_error
 
 from sessionlite import (
     Event,
     EventConflictError,
     InvalidInputError,
+    PersistenceError,
     Session,
     SessionNotFoundError,
     SessionService,
@@ -68,6 +70,7 @@ async def test_every_field_round_trips(service: SessionService) -> None:
     session = await new_session(service)
     event = full_event()
     stored = await service.append_event(session, event)
+    await service.flush()  # async_persist: sequences are assigned when written
     assert stored.sequence == 1
     got = await reload(service, session)
     assert len(got.events) == 1
@@ -97,6 +100,7 @@ async def test_sequences_increase_and_are_never_reused(service: SessionService) 
     session = await new_session(service)
     for i in range(3):
         await service.append_event(session, Event(author="user", content=i))
+    await service.flush()
     assert [e.sequence for e in session.events] == [1, 2, 3]
     popped = await service.pop_event(session)
     assert popped is not None and popped.sequence == 3
@@ -104,6 +108,7 @@ async def test_sequences_increase_and_are_never_reused(service: SessionService) 
     assert (await reload(service, session)).events[-1].sequence == 4
     assert await service.clear_events(session) == 3
     after_clear = await service.append_event(session, Event(author="user", content="after clear"))
+    await service.flush()
     assert after_clear.sequence == 5
 
 
@@ -144,6 +149,7 @@ async def test_identical_retry_is_a_noop(service: SessionService) -> None:
     event = Event(author="user", content="once", state_delta={"n": 1})
     first = await service.append_event(session, event)
     again = await service.append_event(session, event)
+    await service.flush()
     assert again == first
     assert session.version == 1
     assert len(session.events) == 1
@@ -157,6 +163,7 @@ async def test_retry_from_a_fresh_session_object(service: SessionService) -> Non
     await service.append_event(session, event)
     fresh = await reload(service, session, num_recent_events=0)
     again = await service.append_event(fresh, event)
+    await service.flush()
     assert again.sequence == 1
     assert (await reload(service, session)).version == 1
 
@@ -164,12 +171,28 @@ async def test_retry_from_a_fresh_session_object(service: SessionService) -> Non
 async def test_same_id_different_content_conflicts(service: SessionService) -> None:
     session = await new_session(service)
     await service.append_event(session, Event(id="e1", author="user", content="a"))
-    with pytest.raises(EventConflictError) as info:
-        await service.append_event(session, Event(id="e1", author="user", content="b"))
-    assert info.value.event_id == "e1"
+    error = await expect_write_error(
+        service,
+        EventConflictError,
+        service.append_event(session, Event(id="e1", author="user", content="b")),
+    )
+    assert isinstance(error, EventConflictError)
+    assert error.event_id == "e1"
     got = await reload(service, session)
     assert [e.content for e in got.events] == ["a"]
     assert got.version == 1
+
+
+async def test_conflict_in_async_mode_names_the_event(make_service: object) -> None:
+    async with make_service(async_persist=True) as service:  # type: ignore[operator]
+        session = await new_session(service)
+        await service.append_event(session, Event(id="e1", author="user", content="a"))
+        await service.append_event(session, Event(id="e1", author="user", content="b"))
+        with pytest.raises(PersistenceError) as info:
+            await service.flush()
+        assert info.value.event_ids == ("e1",)
+        assert service.stats().persist_failures == 1
+        await service.flush()  # reported once
 
 
 async def test_same_event_id_in_two_sessions_is_fine(service: SessionService) -> None:
@@ -214,6 +237,7 @@ async def test_append_events_is_all_or_nothing(service: SessionService) -> None:
         session,
         [Event(author="user", content=1, state_delta={"k": 1}), Event(author="bot", content=2)],
     )
+    await service.flush()
     assert [e.sequence for e in stored] == [1, 2]
     assert session.version == 1  # one write, one version
     got = await reload(service, session)
@@ -223,11 +247,14 @@ async def test_append_events_is_all_or_nothing(service: SessionService) -> None:
 async def test_append_events_conflict_writes_nothing(service: SessionService) -> None:
     session = await new_session(service)
     await service.append_event(session, Event(id="dup", author="user", content="a"))
-    with pytest.raises(EventConflictError):
-        await service.append_events(
+    await expect_write_error(
+        service,
+        EventConflictError,
+        service.append_events(
             session,
             [Event(author="user", content="new"), Event(id="dup", author="user", content="b")],
-        )
+        ),
+    )
     got = await reload(service, session)
     assert [e.content for e in got.events] == ["a"]
 
@@ -247,8 +274,9 @@ async def test_append_events_rejects_non_sequence(service: SessionService) -> No
 async def test_append_to_missing_session(service: SessionService) -> None:
     session = await new_session(service)
     await service.delete_session(app_name="app", user_id="u", session_id="s")
-    with pytest.raises(SessionNotFoundError):
-        await service.append_event(session, Event(author="user"))
+    await expect_write_error(
+        service, SessionNotFoundError, service.append_event(session, Event(author="user"))
+    )
     ghost = Session(
         app_name="app",
         user_id="u",
@@ -256,8 +284,9 @@ async def test_append_to_missing_session(service: SessionService) -> None:
         created_at=datetime.now(timezone.utc),
         updated_at=datetime.now(timezone.utc),
     )
-    with pytest.raises(SessionNotFoundError):
-        await service.append_event(ghost, Event(author="user"))
+    await expect_write_error(
+        service, SessionNotFoundError, service.append_event(ghost, Event(author="user"))
+    )
 
 
 async def test_partial_events_stay_in_memory(service: SessionService) -> None:
@@ -275,6 +304,7 @@ async def test_partial_events_stay_in_memory(service: SessionService) -> None:
     stored = await service.append_events(
         session, [Event(author="bot", content="lo", partial=True), Event(author="bot", content="x")]
     )
+    await service.flush()
     assert [e.sequence for e in stored] == [None, 1]
     assert [e.content for e in (await reload(service, session)).events] == ["x"]
 

@@ -101,6 +101,7 @@ async def test_list_sessions_newest_first_with_cursor(
     s2 = await service.get_session(app_name="a", user_id="u", session_id="s2")
     assert s2 is not None
     await service.append_event(s2, Event(author="user", content="bump"))
+    await service.flush()  # async_persist: listing sees what was written
 
     seen: list[str] = []
     cursor = None

@@ -31,6 +31,7 @@ async def test_scopes_are_shared_as_documented(service: SessionService) -> None:
             state_delta={"app:model": "m1", "user:lang": "fr", "temp:scratch": 1, "step": 3},
         ),
     )
+    await service.flush()  # async_persist: other sessions see what was written
     got2 = await service.get_session(app_name="app", user_id="alice", session_id="s2")
     assert got2 is not None and got2.state == {"app:model": "m1", "user:lang": "fr"}
     got_bob = await service.get_session(app_name="app", user_id="bob", session_id="b1")

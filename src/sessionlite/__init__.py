@@ -23,22 +23,29 @@ from .errors import (
     StorageFullError,
     SummaryQueueFullError,
 )
+from .hooks import AppendContext, GetSessionContext
 from .models import JSON, Event, Session, SessionPage, Summary, ToolCall, ToolResult, Usage
 from .service import SessionService, default_db_path
+from .stats import CleanupReport, ServiceStats
+from .summaries import Summarizer, SummaryRequest
 
 __version__ = "0.1.0"
 
 __all__ = [
     "JSON",
+    "AppendContext",
+    "CleanupReport",
     "DatabaseCorruptError",
     "DatabaseLockedError",
     "Event",
     "EventConflictError",
+    "GetSessionContext",
     "InvalidInputError",
     "PersistenceError",
     "SchemaVersionError",
     "ServiceClosedError",
     "ServiceOptions",
+    "ServiceStats",
     "Session",
     "SessionExistsError",
     "SessionLiteError",
@@ -48,8 +55,10 @@ __all__ = [
     "StaleSessionError",
     "StorageError",
     "StorageFullError",
+    "Summarizer",
     "Summary",
     "SummaryQueueFullError",
+    "SummaryRequest",
     "ToolCall",
     "ToolResult",
     "Usage",

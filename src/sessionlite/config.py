@@ -32,10 +32,19 @@ DEFAULT_BUSY_TIMEOUT = timedelta(seconds=5)
 DEFAULT_EVENT_LIMIT = 1000  # events get_session returns when num_recent_events is not given
 DEFAULT_READER_CONNECTIONS = 2
 DEFAULT_MAX_WRITE_BATCH = 1000  # write calls gathered into one transaction at most
+DEFAULT_CLEANUP_INTERVAL = timedelta(minutes=5)
+DEFAULT_SOFT_DELETE_RETENTION = timedelta(days=7)
+DEFAULT_PERSIST_WORKERS = 2
+DEFAULT_PERSIST_QUEUE_SIZE = 10_000  # events accepted but not yet written, at most
+DEFAULT_SUMMARY_WORKERS = 3
+DEFAULT_SUMMARY_QUEUE_SIZE = 100
+DEFAULT_SUMMARY_JOB_TIMEOUT = timedelta(seconds=60)
+DEFAULT_CLOSE_TIMEOUT = timedelta(seconds=30)  # how long aclose() waits for queued work
 
 TABLE_PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 Synchronous = Literal["NORMAL", "FULL"]
+QueueFullPolicy = Literal["inline", "reject"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +59,29 @@ class ServiceOptions:
     clock: Clock = utc_now
     reader_connections: int = DEFAULT_READER_CONNECTIONS
     max_write_batch: int = DEFAULT_MAX_WRITE_BATCH
+    # retention
+    max_stored_events: int | None = None
+    session_ttl: timedelta | None = None
+    app_state_ttl: timedelta | None = None
+    user_state_ttl: timedelta | None = None
+    refresh_ttl_on_read: bool = False
+    cleanup_interval: timedelta = DEFAULT_CLEANUP_INTERVAL
+    soft_delete: bool = True
+    soft_delete_retention: timedelta = DEFAULT_SOFT_DELETE_RETENTION
+    # async persistence
+    async_persist: bool = False
+    persist_workers: int = DEFAULT_PERSIST_WORKERS
+    persist_queue_size: int = DEFAULT_PERSIST_QUEUE_SIZE
+    # summaries
+    summarizer: Any = None
+    summary_workers: int = DEFAULT_SUMMARY_WORKERS
+    summary_queue_size: int = DEFAULT_SUMMARY_QUEUE_SIZE
+    summary_job_timeout: timedelta = DEFAULT_SUMMARY_JOB_TIMEOUT
+    summary_queue_full: QueueFullPolicy = "inline"
+    # hooks
+    append_event_hooks: tuple[Any, ...] = ()
+    get_session_hooks: tuple[Any, ...] = ()
+    close_timeout: timedelta = DEFAULT_CLOSE_TIMEOUT
 
 
 def _bad(option: str, message: str) -> InvalidInputError:
@@ -128,7 +160,54 @@ def parse_options(**options: Any) -> ServiceOptions:
         if not callable(clock):
             raise _bad("clock", f"expected a callable returning a datetime, got {clock!r}")
         values["clock"] = clock
-    for name in ("reader_connections", "max_write_batch"):
+    for name in (
+        "reader_connections",
+        "max_write_batch",
+        "persist_workers",
+        "persist_queue_size",
+        "summary_workers",
+        "summary_queue_size",
+    ):
         if name in options:
             values[name] = _positive_int(name, options[name])
+    if "max_stored_events" in options:
+        values["max_stored_events"] = _positive_int(
+            "max_stored_events", options["max_stored_events"], allow_none=True
+        )
+    for name in ("session_ttl", "app_state_ttl", "user_state_ttl"):
+        if name in options:
+            values[name] = parse_duration(name, options[name], allow_none=True)
+    for name in (
+        "cleanup_interval",
+        "soft_delete_retention",
+        "summary_job_timeout",
+        "close_timeout",
+    ):
+        if name in options:
+            values[name] = parse_duration(name, options[name])
+    for name in ("refresh_ttl_on_read", "soft_delete", "async_persist"):
+        if name in options:
+            values[name] = _bool(name, options[name])
+    if "summary_queue_full" in options:
+        policy = options["summary_queue_full"]
+        if policy not in ("inline", "reject"):
+            raise _bad("summary_queue_full", f"expected 'inline' or 'reject', got {policy!r}")
+        values["summary_queue_full"] = policy
+    if "summarizer" in options:
+        summarizer = options["summarizer"]
+        if summarizer is not None and not callable(getattr(summarizer, "summarize", None)):
+            raise _bad(
+                "summarizer",
+                f"expected an object with an async summarize(request), got {summarizer!r}",
+            )
+        values["summarizer"] = summarizer
+    for name in ("append_event_hooks", "get_session_hooks"):
+        if name in options:
+            hooks = options[name]
+            if isinstance(hooks, (str, bytes)) or not isinstance(hooks, (list, tuple)):
+                raise _bad(name, f"expected a list of async hook functions, got {hooks!r}")
+            for hook in hooks:
+                if not callable(hook):
+                    raise _bad(name, f"{hook!r} is not callable")
+            values[name] = tuple(hooks)
     return ServiceOptions(**values)

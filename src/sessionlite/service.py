@@ -15,14 +15,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import anyio
 import platformdirs
+from anyio.abc import TaskGroup
 from pydantic import JsonValue
 
 from .config import ServiceOptions, parse_options
 from .errors import InvalidInputError, ServiceClosedError
+from .hooks import AppendContext, GetSessionContext, run_chain
 from .lifecycle import ServiceRunner
-from .models import Event, Session, SessionPage, new_id
+from .models import Event, Session, SessionPage, Summary, new_id
 from .state import APP_PREFIX, TEMP_PREFIX, USER_PREFIX, ScopedDelta, split_delta
+from .stats import CleanupReport, Counters, ServiceStats
 from .store.base import (
     AppendCommand,
     AppendOutcome,
@@ -30,7 +34,6 @@ from .store.base import (
     EventQuery,
     NewSession,
     SessionKey,
-    SessionWrite,
     not_found,
 )
 from .store.sqlite.store import SqliteStore
@@ -42,10 +45,15 @@ from .validation import (
     check_text,
     prepare_event,
 )
+from .workers.cleaner import Cleaner
+from .workers.persister import Persister
+from .workers.summary_jobs import SummaryJobRunner
+from .workers.summary_queue import SummaryQueue
 
 __all__ = ["DEFAULT_DB_FILENAME", "SessionService", "default_db_path"]
 
 DEFAULT_DB_FILENAME = "sessions.db"
+DEFAULT_PAGE_SIZE = 500  # events per page for iter_events and summary jobs
 MAX_LIST_LIMIT = 1000  # sessions per list_sessions page at most
 
 
@@ -86,9 +94,48 @@ class SessionService:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, **options: Any) -> None:
         self._options: ServiceOptions = parse_options(**options)
+        opts = self._options
         self._path = _resolve_path(path)
-        self._store = SqliteStore(self._path, self._options)
-        self._runner = ServiceRunner(self._store.open, self._store.close)
+        self._store = SqliteStore(self._path, opts)
+        self._counters = Counters()
+        self._persister = (
+            Persister(
+                self._store,
+                self._counters,
+                workers=opts.persist_workers,
+                queue_size=opts.persist_queue_size,
+            )
+            if opts.async_persist
+            else None
+        )
+        self._summary_jobs: SummaryJobRunner | None = None
+        self._summaries: SummaryQueue | None = None
+        if opts.summarizer is not None:
+            self._summary_jobs = SummaryJobRunner(
+                self._store,
+                opts.summarizer,
+                self._counters,
+                self._now,
+                timeout=opts.summary_job_timeout,
+                read_events=self._read_all_events,
+                barrier=self._wait_persisted,
+            )
+            self._summaries = SummaryQueue(
+                self._summary_jobs.run,
+                self._counters,
+                workers=opts.summary_workers,
+                queue_size=opts.summary_queue_size,
+                policy=opts.summary_queue_full,
+            )
+        self._cleaner = Cleaner(
+            self._store,
+            self._counters,
+            self._now,
+            interval=opts.cleanup_interval,
+            soft_delete=opts.soft_delete,
+            retention=opts.soft_delete_retention,
+        )
+        self._runner = ServiceRunner(self._start_workers, self._stop_workers)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -117,8 +164,92 @@ class SessionService:
         return self
 
     async def aclose(self) -> None:
-        """Finish accepted work, stop the workers, close the database. Idempotent."""
+        """Finish accepted work, stop the workers, close the database. Idempotent.
+
+        Drains the async-persist queue and the summary queue (each job still bounded by
+        its timeout; the whole drain by ``close_timeout``), shielded from cancellation.
+
+        Raises:
+            PersistenceError: accepted events could not be stored (named by id).
+        """
         await self._runner.stop()
+
+    async def _start_workers(self, task_group: TaskGroup) -> None:
+        await self._store.open(task_group)
+        if self._persister is not None:
+            await self._persister.start(task_group)
+        if self._summaries is not None:
+            await self._summaries.start(task_group)
+        await task_group.start(self._cleaner.run)
+
+    async def _stop_workers(self) -> None:
+        timeout = self._options.close_timeout
+        error: BaseException | None = None
+        if self._summaries is not None:
+            self._summaries.close()
+        if self._persister is not None:
+            try:
+                await self._persister.close(timeout)
+            except Exception as exc:  # reported after the rest is shut down
+                error = exc
+        if self._summaries is not None:
+            with anyio.move_on_after(timeout.total_seconds()):
+                await self._summaries.wait_closed()
+        await self._store.close()
+        if error is not None:
+            raise error
+
+    async def flush(self) -> None:
+        """Wait until every accepted event is durable.
+
+        A no-op without ``async_persist`` (appends return once committed).
+
+        Raises:
+            PersistenceError: background writes failed since the last flush (their
+                event ids are in ``event_ids``); the failures are reported once.
+        """
+        self._check_open()
+        if self._persister is not None:
+            await self._persister.flush()
+
+    async def _wait_persisted(self, key: SessionKey) -> None:
+        """Read-your-writes with async_persist: wait for this session's queued events."""
+        if self._persister is not None:
+            await self._persister.wait_for(key)
+
+    def stats(self) -> ServiceStats:
+        """A frozen snapshot of the service's counters and queue depths."""
+        c = self._counters
+        transactions, calls = self._store.write_statistics()
+        return ServiceStats(
+            events_accepted=c.events_accepted,
+            events_persisted=c.events_persisted,
+            persist_failures=c.persist_failures,
+            persist_retries=c.persist_retries,
+            persist_queue_depth=0 if self._persister is None else self._persister.queue_depth,
+            write_transactions=transactions,
+            write_calls=calls,
+            mean_batch_size=calls / transactions if transactions else 0.0,
+            summary_jobs_queued=c.summary_jobs_queued,
+            summary_jobs_done=c.summary_jobs_done,
+            summary_jobs_skipped=c.summary_jobs_skipped,
+            summary_jobs_timed_out=c.summary_jobs_timed_out,
+            summary_jobs_failed=c.summary_jobs_failed,
+            summary_jobs_coalesced=c.summary_jobs_coalesced,
+            summary_jobs_rejected=c.summary_jobs_rejected,
+            summary_jobs_inline=c.summary_jobs_inline,
+            summary_queue_depth=0 if self._summaries is None else self._summaries.depth,
+            cleanup_runs=c.cleanup_runs,
+            cleanup_expired_sessions=c.cleanup_expired_sessions,
+            cleanup_purged_sessions=c.cleanup_purged_sessions,
+            cleanup_deleted_events=c.cleanup_deleted_events,
+            cleanup_expired_state_scopes=c.cleanup_expired_state_scopes,
+        )
+
+    async def run_cleanup(self) -> CleanupReport:
+        """Run one cleaner pass now: expire, purge, and report what was done."""
+        self._check_open()
+        return await self._cleaner.run_once()
 
     async def __aenter__(self) -> SessionService:
         return await self.open()
@@ -209,6 +340,7 @@ class SessionService:
         """
         self._check_open()
         new, temp = self._new_session(app_name, user_id, session_id, state, agent_id, metadata)
+        await self._wait_persisted(new.key)
         session, created = await self._store.get_or_create_session(
             new, event_limit=self._options.event_limit
         )
@@ -239,14 +371,34 @@ class SessionService:
             None when the session does not exist, expired or was deleted.
         """
         self._check_open()
-        key = _key(app_name, user_id, session_id)
-        limit = check_limit(num_recent_events, "num_recent_events")
+        ctx = GetSessionContext(
+            self, app_name, user_id, session_id, num_recent_events, after, branch
+        )
+        hooks = self._options.get_session_hooks
+        if hooks:
+            result: Session | None = await run_chain(hooks, ctx, self._get_session)
+            return result
+        return await self._get_session(ctx)
+
+    async def _get_session(self, ctx: GetSessionContext) -> Session | None:
+        key = _key(ctx.app_name, ctx.user_id, ctx.session_id)
+        limit = check_limit(ctx.num_recent_events, "num_recent_events")
         query = EventQuery(
             limit=self._options.event_limit if limit is None else limit,
-            after=None if after is None else check_aware(after, "after"),
-            branch=None if branch is None else check_text(branch, "branch", allow_empty=True),
+            after=None if ctx.after is None else check_aware(ctx.after, "after"),
+            branch=None
+            if ctx.branch is None
+            else check_text(ctx.branch, "branch", allow_empty=True),
         )
-        return await self._store.get_session(key, query, now=self._now())
+        await self._wait_persisted(key)
+        now = self._now()
+        session = await self._store.get_session(key, query, now=now)
+        if session is not None and self._options.refresh_ttl_on_read:
+            ttl = self._options.session_ttl
+            if ttl is not None:
+                await self._store.refresh_expiry(key, now=now)
+                session.__dict__["expires_at"] = now + ttl
+        return session
 
     async def list_sessions(
         self,
@@ -287,6 +439,7 @@ class SessionService:
         """
         self._check_open()
         key = _key(app_name, user_id, session_id)
+        await self._wait_persisted(key)
         return await self._store.delete_session(key, now=self._now())
 
     # -- events ---------------------------------------------------------------------
@@ -309,7 +462,16 @@ class SessionService:
             EventConflictError: the id is stored with different content.
         """
         self._check_open()
+        hooks = self._options.append_event_hooks
+        if hooks:
+            ctx = AppendContext(self, session, event, expected_version)
+            result: Event = await run_chain(hooks, ctx, self._append_from_context)
+            return result
         (stored,) = await self._append(session, [event], expected_version)
+        return stored
+
+    async def _append_from_context(self, ctx: AppendContext) -> Event:
+        (stored,) = await self._append(ctx.session, [ctx.event], ctx.expected_version)
         return stored
 
     async def append_events(
@@ -320,7 +482,20 @@ class SessionService:
         given: object = events
         if not isinstance(given, (list, tuple)):
             raise InvalidInputError("events must be a list of Event", field="events")
-        return await self._append(session, list(events), expected_version)
+        hooks = self._options.append_event_hooks
+        if not hooks:
+            return await self._append(session, list(events), expected_version)
+        admitted: list[Event] = []
+
+        async def admit(ctx: AppendContext) -> Event:
+            admitted.append(ctx.event)
+            return ctx.event
+
+        for event in events:
+            await run_chain(hooks, AppendContext(self, session, event, expected_version), admit)
+        if not admitted:
+            return []
+        return await self._append(session, admitted, expected_version)
 
     async def _append(
         self, session: Session, events: list[Event], expected_version: int | None
@@ -353,8 +528,40 @@ class SessionService:
             expected_version=expected_version,
             now=self._now(),
         )
-        outcome = await self._store.append(command)
-        return self._apply_outcome(session, prepared, outcome)
+        if self._persister is None:
+            outcome = await self._store.append(command)
+            self._counters.events_accepted += len(to_store)
+            if not outcome.duplicate:
+                self._counters.events_persisted += len(to_store)
+            return self._apply_outcome(session, prepared, outcome)
+        if expected_version is not None:
+            # The check needs the stored version: wait for this write (queued behind
+            # the session's earlier ones, so order is kept).
+            waited = await self._persister.submit(command, wait=True)
+            assert waited is not None
+            self._counters.events_accepted += len(to_store)
+            return self._apply_outcome(session, prepared, waited)
+        await self._persister.submit(command)
+        self._counters.events_accepted += len(to_store)
+        return self._apply_accepted(session, prepared, command.now)
+
+    def _apply_accepted(
+        self, session: Session, prepared: list[PreparedEvent], now: datetime
+    ) -> list[Event]:
+        """async_persist: apply an accepted (not yet written) append to the session.
+
+        Events get their ``sequence`` when written (the same objects are updated).
+        """
+        known = {event.id for event in session.events}
+        if all(p.event.id in known for p in prepared):
+            # A retry of events this session object already holds: the store will
+            # find them identical (or report a conflict), so nothing changes here.
+            return [p.event for p in prepared]
+        for p in prepared:
+            if p.event.id not in known:
+                _apply_in_memory(session, p, p.event)
+        _set_bookkeeping(session, session.version + 1, now, self._options)
+        return [p.event for p in prepared]
 
     def _apply_outcome(
         self, session: Session, prepared: list[PreparedEvent], outcome: AppendOutcome
@@ -367,7 +574,7 @@ class SessionService:
             if event.id not in known:
                 _apply_in_memory(session, p, event)
             results.append(event)
-        _set_bookkeeping(session, outcome.version, outcome.updated_at)
+        _set_bookkeeping(session, outcome.version, outcome.updated_at, self._options)
         return results
 
     def iter_events(
@@ -410,9 +617,13 @@ class SessionService:
             )
         return self._iter_events(key, flt, page_size)
 
+    def _read_all_events(self, key: SessionKey, flt: EventFilter) -> AsyncIterator[Event]:
+        return self._iter_events(key, flt, DEFAULT_PAGE_SIZE)
+
     async def _iter_events(
         self, key: SessionKey, flt: EventFilter, page_size: int
     ) -> AsyncIterator[Event]:
+        await self._wait_persisted(key)
         first = True
         while True:
             self._check_open()
@@ -442,10 +653,11 @@ class SessionService:
         self._check_open()
         _check_session(session)
         key = _key(session.app_name, session.user_id, session.id)
+        await self._wait_persisted(key)
         event, write = await self._store.pop_event(key, now=self._now())
         if event is not None:
             session.events[:] = [e for e in session.events if e.id != event.id]
-        _apply_write(session, write)
+        _set_bookkeeping(session, write.version, write.updated_at, self._options)
         return event
 
     async def clear_events(self, session: Session) -> int:
@@ -453,9 +665,10 @@ class SessionService:
         self._check_open()
         _check_session(session)
         key = _key(session.app_name, session.user_id, session.id)
+        await self._wait_persisted(key)
         removed, write = await self._store.clear_events(key, now=self._now())
         session.events.clear()
-        _apply_write(session, write)
+        _set_bookkeeping(session, write.version, write.updated_at, self._options)
         return removed
 
     # -- state ----------------------------------------------------------------------
@@ -514,7 +727,79 @@ class SessionService:
         self._check_open()
         key = _key(app_name, user_id, session_id)
         delta = _check_delta_keys(check_json_object(delta, "delta"))
+        await self._wait_persisted(key)
         await self._store.update_session_state(key, delta, now=self._now())
+
+    # -- summaries ------------------------------------------------------------------
+
+    def _summary_target(self, session: Session, branch: str) -> tuple[SessionKey, str]:
+        _check_session(session)
+        branch = check_text(branch, "branch", allow_empty=True)
+        if branch and any(not part for part in branch.split("/")):
+            raise InvalidInputError(
+                f"branch {branch!r} has an empty segment; use names like 'root/researcher'",
+                field="branch",
+            )
+        return _key(session.app_name, session.user_id, session.id), branch
+
+    def _require_summarizer(self) -> SummaryJobRunner:
+        if self._summary_jobs is None:
+            raise InvalidInputError(
+                "no summarizer configured; pass SessionService(..., summarizer=...)",
+                field="summarizer",
+            )
+        return self._summary_jobs
+
+    async def enqueue_summary(
+        self, session: Session, *, branch: str = "", force: bool = False
+    ) -> bool:
+        """Queue a summary job for the session (and branch) and return at once.
+
+        A job already queued for the same session and branch absorbs the request.
+        When the queue is full, ``summary_queue_full`` decides: ``"inline"`` runs the
+        job now (its errors are logged and counted, not raised), ``"reject"`` raises.
+
+        Returns:
+            True if a job was queued (or run inline), False if a queued job absorbed it.
+
+        Raises:
+            SummaryQueueFullError: the queue is full and the policy is ``"reject"``.
+        """
+        self._check_open()
+        self._require_summarizer()
+        key, branch = self._summary_target(session, branch)
+        assert self._summaries is not None
+        return await self._summaries.enqueue(key, branch, bool(force))
+
+    async def summarize(
+        self, session: Session, *, branch: str = "", force: bool = False
+    ) -> Summary | None:
+        """Run one summary job now and return the stored summary.
+
+        Returns:
+            None when there is nothing new to summarize (and not ``force``), when the
+            summarizer returns None, or when the session no longer exists.
+
+        Raises:
+            TimeoutError: the summarizer exceeded ``summary_job_timeout``.
+            Exception: what the summarizer raised (nothing is stored then).
+        """
+        self._check_open()
+        runner = self._require_summarizer()
+        key, branch = self._summary_target(session, branch)
+        summary = await runner.run(key, branch, bool(force))
+        if summary is not None:
+            session.summaries[summary.branch] = summary
+        return summary
+
+    async def get_summary(
+        self, *, app_name: str, user_id: str, session_id: str, branch: str = ""
+    ) -> Summary | None:
+        """The branch's summary, falling back to the whole-session (``""``) summary."""
+        self._check_open()
+        key = _key(app_name, user_id, session_id)
+        branch = check_text(branch, "branch", allow_empty=True)
+        return await self._store.get_summary(key, branch, now=self._now())
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -552,11 +837,11 @@ def _apply_in_memory(session: Session, prepared: PreparedEvent, event: Event) ->
     session.state.update(prepared.delta)
 
 
-def _apply_write(session: Session, write: SessionWrite) -> None:
-    _set_bookkeeping(session, write.version, write.updated_at)
-
-
-def _set_bookkeeping(session: Session, version: int, updated_at: datetime) -> None:
+def _set_bookkeeping(
+    session: Session, version: int, updated_at: datetime, options: ServiceOptions
+) -> None:
     # Values straight from the store: skip assignment validation on this hot path.
     session.__dict__["version"] = version
     session.__dict__["updated_at"] = updated_at
+    if options.session_ttl is not None:
+        session.__dict__["expires_at"] = updated_at + options.session_ttl

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
+from anyio.abc import TaskGroup
 from pydantic import JsonValue
 
 from ..errors import SessionNotFoundError
-from ..models import Event, Session, SessionPage
+from ..models import Event, Session, SessionPage, Summary
 from ..state import ScopedDelta
 from ..validation import PreparedEvent
 
@@ -100,6 +101,21 @@ class AppendOutcome(NamedTuple):
     duplicate: bool = False
 
 
+class CleanupStep(NamedTuple):
+    """What one small cleanup transaction did (all zero: nothing left to do)."""
+
+    expired_sessions: int = 0
+    purged_sessions: int = 0
+    deleted_events: int = 0
+    expired_app_states: int = 0
+    expired_user_states: int = 0
+    deleted_state_keys: int = 0
+
+    @property
+    def did_work(self) -> bool:
+        return any(self)
+
+
 class SessionWrite(NamedTuple):
     """The session's bookkeeping after a write (pop, clear, direct state update)."""
 
@@ -110,9 +126,17 @@ class SessionWrite(NamedTuple):
 class Storage(Protocol):
     """What a storage backend provides. All methods are safe to call concurrently."""
 
-    async def open(self) -> None: ...
+    async def open(self, task_group: TaskGroup) -> None:
+        """Connect and start any background task in ``task_group`` (the service's)."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Finish every submitted write, then release the connections."""
+        ...
+
+    def write_statistics(self) -> tuple[int, int]:
+        """(transactions committed, write calls they carried)."""
+        ...
 
     async def create_session(self, new: NewSession, *, event_limit: int | None) -> Session:
         """Store a new session; :class:`SessionExistsError` if a live one has the key."""
@@ -185,3 +209,19 @@ class Storage(Protocol):
     async def delete_user_state(
         self, app_name: str, user_id: str, key: str, *, now: datetime
     ) -> bool: ...
+
+    async def put_summary(self, key: SessionKey, summary: Summary, *, now: datetime) -> bool:
+        """Store a summary; False if the session is gone."""
+        ...
+
+    async def get_summary(
+        self, key: SessionKey, branch: str, *, now: datetime
+    ) -> Summary | None: ...
+
+    async def refresh_expiry(self, key: SessionKey, *, now: datetime) -> None: ...
+
+    async def has_cleanup_work(self, *, now: datetime, purge_before: datetime) -> bool: ...
+
+    async def cleanup_step(self, *, now: datetime, purge_before: datetime) -> CleanupStep:
+        """One small transaction of cleanup work (see the SQLite backend's cleanup.py)."""
+        ...

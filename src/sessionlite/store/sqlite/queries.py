@@ -7,6 +7,7 @@ no other identifier or value is ever spliced into SQL text.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 from .codec import EVENT_SELECT, SESSION_SELECT
 
@@ -21,22 +22,28 @@ _TEMPLATES = {
         SELECT pk, version, last_sequence, updated_at FROM {p}sessions
         WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL
           AND (expires_at IS NULL OR expires_at > ?)""",
-    # A live key may still be taken by an expired row that the cleaner has not removed.
-    "drop_expired_key": """
-        DELETE FROM {p}sessions
+    # A live key may still be taken by an expired row that the cleaner has not reached.
+    "expired_key": """
+        SELECT pk FROM {p}sessions
         WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL
-          AND expires_at IS NOT NULL AND expires_at <= ?
-        RETURNING pk""",
+          AND expires_at IS NOT NULL AND expires_at <= ?""",
     "insert_session": """
         INSERT INTO {p}sessions (app_name, user_id, session_id, agent_id, metadata,
             created_at, updated_at, expires_at, deleted_at, version, last_sequence)
-        VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, 0)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0)
         RETURNING pk""",
     "touch_session": """
-        UPDATE {p}sessions SET version = version + 1, updated_at = ?
+        UPDATE {p}sessions SET version = version + 1, updated_at = ?, expires_at = ?
         WHERE pk = ? RETURNING version""",
     "update_after_append": """
-        UPDATE {p}sessions SET version = ?, last_sequence = ?, updated_at = ? WHERE pk = ?""",
+        UPDATE {p}sessions SET version = ?, last_sequence = ?, updated_at = ?, expires_at = ?
+        WHERE pk = ?""",
+    "refresh_expiry": """
+        UPDATE {p}sessions SET expires_at = ?
+        WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL
+          AND expires_at > ?
+        RETURNING expires_at""",
+    "mark_deleted": "UPDATE {p}sessions SET deleted_at = ? WHERE pk = ?",
     "delete_session": "DELETE FROM {p}sessions WHERE pk = ?",
     # -- events -----------------------------------------------------------------------
     "insert_event": """
@@ -49,50 +56,111 @@ _TEMPLATES = {
         ORDER BY sequence DESC LIMIT 1""",
     "delete_event_at": "DELETE FROM {p}events WHERE session_pk = ? AND sequence = ?",
     "delete_events": "DELETE FROM {p}events WHERE session_pk = ?",
+    "trim_events": "DELETE FROM {p}events WHERE session_pk = ? AND sequence <= ?",
+    "delete_events_chunk": """
+        DELETE FROM {p}events WHERE pk IN (
+            SELECT pk FROM {p}events WHERE session_pk = ? LIMIT ?)""",
     # -- state ------------------------------------------------------------------------
     "session_state": "SELECT key, value FROM {p}session_state WHERE session_pk = ?",
     "upsert_session_state": """
         INSERT INTO {p}session_state (session_pk, key, value) VALUES (?, ?, ?)
         ON CONFLICT (session_pk, key) DO UPDATE SET value = excluded.value""",
     "delete_session_state": "DELETE FROM {p}session_state WHERE session_pk = ?",
-    "app_state": "SELECT key, value FROM {p}app_state WHERE app_name = ?",
+    # State of an expired scope is invisible at once, before the cleaner removes it.
+    "app_state": """
+        SELECT key, value FROM {p}app_state WHERE app_name = :app AND NOT EXISTS (
+            SELECT 1 FROM {p}state_scopes WHERE kind = 'app' AND app_name = :app
+              AND user_id = '' AND expires_at <= :now)""",
     "upsert_app_state": """
         INSERT INTO {p}app_state (app_name, key, value, updated_at) VALUES (?, ?, ?, ?)
         ON CONFLICT (app_name, key) DO UPDATE
         SET value = excluded.value, updated_at = excluded.updated_at""",
     "delete_app_key": "DELETE FROM {p}app_state WHERE app_name = ? AND key = ?",
-    "user_state": "SELECT key, value FROM {p}user_state WHERE app_name = ? AND user_id = ?",
+    "user_state": """
+        SELECT key, value FROM {p}user_state WHERE app_name = :app AND user_id = :user
+          AND NOT EXISTS (
+            SELECT 1 FROM {p}state_scopes WHERE kind = 'user' AND app_name = :app
+              AND user_id = :user AND expires_at <= :now)""",
     "upsert_user_state": """
         INSERT INTO {p}user_state (app_name, user_id, key, value, updated_at)
         VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (app_name, user_id, key) DO UPDATE
         SET value = excluded.value, updated_at = excluded.updated_at""",
     "delete_user_key": "DELETE FROM {p}user_state WHERE app_name = ? AND user_id = ? AND key = ?",
+    "clear_app_state": "DELETE FROM {p}app_state WHERE app_name = ?",
+    "clear_user_state": "DELETE FROM {p}user_state WHERE app_name = ? AND user_id = ?",
+    "scope_expiry": """
+        SELECT expires_at FROM {p}state_scopes WHERE kind = ? AND app_name = ? AND user_id = ?""",
+    "upsert_scope": """
+        INSERT INTO {p}state_scopes (kind, app_name, user_id, updated_at, expires_at)
+        VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (kind, app_name, user_id) DO UPDATE
+        SET updated_at = excluded.updated_at, expires_at = excluded.expires_at""",
+    "delete_scope": "DELETE FROM {p}state_scopes WHERE kind = ? AND app_name = ? AND user_id = ?",
     # -- summaries ----------------------------------------------------------------------
     "summaries": """
         SELECT branch, text, through_sequence, updated_at FROM {p}summaries
         WHERE session_pk = ?""",
     "delete_summaries": "DELETE FROM {p}summaries WHERE session_pk = ?",
+    "summary_for_branch": """
+        SELECT branch, text, through_sequence, updated_at FROM {p}summaries
+        WHERE session_pk = ? AND branch = ?""",
+    "upsert_summary": """
+        INSERT INTO {p}summaries (session_pk, branch, text, through_sequence, updated_at)
+        VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (session_pk, branch) DO UPDATE SET text = excluded.text,
+            through_sequence = excluded.through_sequence, updated_at = excluded.updated_at""",
+    # -- cleanup (small transactions; each statement is bounded by a LIMIT) ----------
+    "has_cleanup_work": """
+        SELECT EXISTS (SELECT 1 FROM {p}sessions
+                       WHERE deleted_at IS NULL AND expires_at <= :now)
+            OR EXISTS (SELECT 1 FROM {p}sessions WHERE deleted_at <= :purge_before)
+            OR EXISTS (SELECT 1 FROM {p}state_scopes WHERE expires_at <= :now)""",
+    "expired_sessions": """
+        SELECT pk FROM {p}sessions WHERE deleted_at IS NULL AND expires_at <= ? LIMIT ?""",
+    "purge_candidates": """
+        SELECT pk FROM {p}sessions WHERE deleted_at <= ? ORDER BY deleted_at LIMIT ?""",
+    "expired_scopes": """
+        SELECT kind, app_name, user_id FROM {p}state_scopes WHERE expires_at <= ? LIMIT ?""",
 }
+
+
+class Retention(NamedTuple):
+    """The store's retention rules, in microseconds (None: never)."""
+
+    session_ttl_us: int | None = None
+    app_state_ttl_us: int | None = None
+    user_state_ttl_us: int | None = None
+    soft_delete: bool = False
+    max_stored_events: int | None = None
+
+    def expiry(self, now_us: int, ttl_us: int | None) -> int | None:
+        return None if ttl_us is None else now_us + ttl_us
 
 
 @dataclasses.dataclass(frozen=True)
 class Queries:
-    """SQL for one table prefix; attribute names are the statement names above."""
+    """SQL for one table prefix (attribute names are the statement names above), and
+    the store's retention rules, which every write consults."""
 
     prefix: str
+    policy: Retention
     live_session: str
     session_for_write: str
-    drop_expired_key: str
+    expired_key: str
     insert_session: str
     touch_session: str
     update_after_append: str
+    refresh_expiry: str
+    mark_deleted: str
     delete_session: str
     insert_event: str
     events_by_id: str
     newest_event: str
     delete_event_at: str
     delete_events: str
+    trim_events: str
+    delete_events_chunk: str
     session_state: str
     upsert_session_state: str
     delete_session_state: str
@@ -102,12 +170,27 @@ class Queries:
     user_state: str
     upsert_user_state: str
     delete_user_key: str
+    clear_app_state: str
+    clear_user_state: str
+    scope_expiry: str
+    upsert_scope: str
+    delete_scope: str
     summaries: str
     delete_summaries: str
+    summary_for_branch: str
+    upsert_summary: str
+    has_cleanup_work: str
+    expired_sessions: str
+    purge_candidates: str
+    expired_scopes: str
 
     @classmethod
-    def for_prefix(cls, prefix: str) -> Queries:
-        return cls(prefix=prefix, **{k: v.format(p=prefix) for k, v in _TEMPLATES.items()})
+    def for_prefix(cls, prefix: str, policy: Retention | None = None) -> Queries:
+        return cls(
+            prefix=prefix,
+            policy=Retention() if policy is None else policy,
+            **{k: v.format(p=prefix) for k, v in _TEMPLATES.items()},
+        )
 
     def list_query(self, *, by_user: bool, after_cursor: bool) -> str:
         """A page of live sessions, newest ``updated_at`` first (keyset pagination).

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from pydantic import JsonValue
 
 from ...errors import InvalidInputError
-from ...models import Event, Session, SessionPage
+from ...models import Event, Session, SessionPage, Summary
 from ...state import merged_view
 from ..base import EventFilter, EventQuery, SessionKey
 from .codec import (
@@ -66,16 +66,18 @@ def find_live_session(
     return row
 
 
-def app_state(conn: sqlite3.Connection, q: Queries, app_name: str) -> dict[str, JsonValue]:
-    return state_from_rows(conn.execute(q.app_state, (app_name,)), f"app state of {app_name!r}")
+def app_state(
+    conn: sqlite3.Connection, q: Queries, app_name: str, now_us: int
+) -> dict[str, JsonValue]:
+    rows = conn.execute(q.app_state, {"app": app_name, "now": now_us})
+    return state_from_rows(rows, f"app state of {app_name!r}")
 
 
 def user_state(
-    conn: sqlite3.Connection, q: Queries, app_name: str, user_id: str
+    conn: sqlite3.Connection, q: Queries, app_name: str, user_id: str, now_us: int
 ) -> dict[str, JsonValue]:
-    return state_from_rows(
-        conn.execute(q.user_state, (app_name, user_id)), f"user state of {user_id!r}"
-    )
+    rows = conn.execute(q.user_state, {"app": app_name, "user": user_id, "now": now_us})
+    return state_from_rows(rows, f"user state of {user_id!r}")
 
 
 def _branch_params(branch: str) -> dict[str, str]:
@@ -109,14 +111,15 @@ def load_session(
     q: Queries,
     row: SessionRow,
     query: EventQuery,
+    now_us: int,
     *,
     with_events: bool = True,
 ) -> Session:
     pk, app_name, user_id = row[0], row[1], row[2]
     state = merged_view(
         state_from_rows(conn.execute(q.session_state, (pk,)), f"state of session {row[3]!r}"),
-        app_state(conn, q, app_name),
-        user_state(conn, q, app_name, user_id),
+        app_state(conn, q, app_name, now_us),
+        user_state(conn, q, app_name, user_id, now_us),
     )
     events = recent_events(conn, q, pk, query) if with_events else []
     summaries = {}
@@ -132,7 +135,7 @@ def get_session(
     conn: sqlite3.Connection, q: Queries, key: SessionKey, query: EventQuery, now_us: int
 ) -> Session | None:
     row = find_live_session(conn, q, key, now_us)
-    return None if row is None else load_session(conn, q, row, query)
+    return None if row is None else load_session(conn, q, row, query, now_us)
 
 
 def encode_cursor(updated_at_us: int, pk: int) -> str:
@@ -173,7 +176,7 @@ def list_sessions(
     more = len(rows) > limit
     rows = rows[:limit]
     no_events = EventQuery(limit=0)
-    sessions = [load_session(conn, q, row, no_events, with_events=False) for row in rows]
+    sessions = [load_session(conn, q, row, no_events, now_us, with_events=False) for row in rows]
     next_cursor = encode_cursor(rows[-1][7], rows[-1][0]) if more and rows else None
     return SessionPage(sessions=sessions, next_cursor=next_cursor)
 
@@ -212,12 +215,37 @@ def read_events(
 
 
 @in_read_transaction
-def get_app_state(conn: sqlite3.Connection, q: Queries, app_name: str) -> dict[str, JsonValue]:
-    return app_state(conn, q, app_name)
+def get_app_state(
+    conn: sqlite3.Connection, q: Queries, app_name: str, now_us: int
+) -> dict[str, JsonValue]:
+    return app_state(conn, q, app_name, now_us)
 
 
 @in_read_transaction
 def get_user_state(
-    conn: sqlite3.Connection, q: Queries, app_name: str, user_id: str
+    conn: sqlite3.Connection, q: Queries, app_name: str, user_id: str, now_us: int
 ) -> dict[str, JsonValue]:
-    return user_state(conn, q, app_name, user_id)
+    return user_state(conn, q, app_name, user_id, now_us)
+
+
+@in_read_transaction
+def get_summary(
+    conn: sqlite3.Connection, q: Queries, key: SessionKey, branch: str, now_us: int
+) -> Summary | None:
+    """The branch's summary, else the whole-session one; None if neither or no session."""
+    row = find_live_session(conn, q, key, now_us)
+    if row is None:
+        return None
+    for candidate in dict.fromkeys((branch, "")):
+        found = conn.execute(q.summary_for_branch, (row[0], candidate)).fetchone()
+        if found is not None:
+            return summary_from_row(found)
+    return None
+
+
+@in_read_transaction
+def has_cleanup_work(
+    conn: sqlite3.Connection, q: Queries, now_us: int, purge_before_us: int
+) -> bool:
+    row = conn.execute(q.has_cleanup_work, {"now": now_us, "purge_before": purge_before_us})
+    return bool(row.fetchone()[0])

@@ -120,10 +120,37 @@ _V1 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [_V1]
+# v2: expiry of app and user state is tracked per scope (one row per app / per user),
+# so a write to any key slides the whole scope's expiry.
+_V2 = [
+    """
+    CREATE TABLE IF NOT EXISTS {p}state_scopes (
+        kind TEXT NOT NULL CHECK (kind IN ('app', 'user')),
+        app_name TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (kind, app_name, user_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS {p}state_scopes_expiry
+        ON {p}state_scopes (expires_at) WHERE expires_at IS NOT NULL
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_REQUIRED_TABLES = ("sessions", "events", "session_state", "app_state", "user_state")
+_REQUIRED_TABLES = (
+    "sessions",
+    "events",
+    "session_state",
+    "app_state",
+    "user_state",
+    "summaries",
+    "state_scopes",
+)
 
 
 def stored_version(conn: sqlite3.Connection, prefix: str) -> int:

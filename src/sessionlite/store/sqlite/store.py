@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +13,21 @@ from pydantic import JsonValue
 
 from ...config import ServiceOptions
 from ...errors import StorageError
-from ...models import Event, Session, SessionPage
+from ...models import Event, Session, SessionPage, Summary
 from ..base import (
     AppendCommand,
     AppendOutcome,
+    CleanupStep,
     EventFilter,
     EventQuery,
     NewSession,
     SessionKey,
     SessionWrite,
 )
-from . import reads, schema, writes
+from . import cleanup, reads, schema, writes
 from .codec import from_micros, to_micros
 from .connection import ReaderPool, ThreadConnection
-from .queries import Queries
+from .queries import Queries, Retention
 from .writer import GroupCommitWriter
 from .writes import AlreadyStored, Appended, AppendJob, CallJob
 
@@ -45,7 +46,7 @@ class SqliteStore:
     def __init__(self, path: str, options: ServiceOptions) -> None:
         self.path = path
         self._options = options
-        self._queries = Queries.for_prefix(options.table_prefix)
+        self._queries = Queries.for_prefix(options.table_prefix, _retention(options))
         self._writer_conn: ThreadConnection | None = None
         self._readers: ReaderPool | None = None
         self._writer: GroupCommitWriter | None = None
@@ -236,7 +237,9 @@ class SqliteStore:
         return result
 
     async def get_app_state(self, app_name: str, *, now: datetime) -> dict[str, JsonValue]:
-        state: dict[str, JsonValue] = await self._read(reads.get_app_state, app_name)
+        state: dict[str, JsonValue] = await self._read(
+            reads.get_app_state, app_name, to_micros(now)
+        )
         return state
 
     async def update_app_state(
@@ -245,13 +248,15 @@ class SqliteStore:
         await self._write(writes.update_app_state, app_name, delta, to_micros(now))
 
     async def delete_app_state(self, app_name: str, key: str, *, now: datetime) -> bool:
-        deleted: bool = await self._write(writes.delete_app_state, app_name, key)
+        deleted: bool = await self._write(writes.delete_app_state, app_name, key, to_micros(now))
         return deleted
 
     async def get_user_state(
         self, app_name: str, user_id: str, *, now: datetime
     ) -> dict[str, JsonValue]:
-        state: dict[str, JsonValue] = await self._read(reads.get_user_state, app_name, user_id)
+        state: dict[str, JsonValue] = await self._read(
+            reads.get_user_state, app_name, user_id, to_micros(now)
+        )
         return state
 
     async def update_user_state(
@@ -262,12 +267,56 @@ class SqliteStore:
     async def delete_user_state(
         self, app_name: str, user_id: str, key: str, *, now: datetime
     ) -> bool:
-        deleted: bool = await self._write(writes.delete_user_state, app_name, user_id, key)
+        deleted: bool = await self._write(
+            writes.delete_user_state, app_name, user_id, key, to_micros(now)
+        )
         return deleted
+
+    # -- summaries and retention ----------------------------------------------------
+
+    async def put_summary(self, key: SessionKey, summary: Summary, *, now: datetime) -> bool:
+        stored: bool = await self._write(writes.put_summary, key, summary, to_micros(now))
+        return stored
+
+    async def get_summary(self, key: SessionKey, branch: str, *, now: datetime) -> Summary | None:
+        summary: Summary | None = await self._read(reads.get_summary, key, branch, to_micros(now))
+        return summary
+
+    async def refresh_expiry(self, key: SessionKey, *, now: datetime) -> None:
+        await self._write(writes.refresh_expiry, key, to_micros(now))
+
+    async def has_cleanup_work(self, *, now: datetime, purge_before: datetime) -> bool:
+        found: bool = await self._read(
+            reads.has_cleanup_work, to_micros(now), to_micros(purge_before)
+        )
+        return found
+
+    async def cleanup_step(self, *, now: datetime, purge_before: datetime) -> CleanupStep:
+        step: CleanupStep = await self._write(
+            cleanup.cleanup_step, to_micros(now), to_micros(purge_before)
+        )
+        return step
+
+
+def _micros(duration: timedelta | None) -> int | None:
+    return None if duration is None else duration // timedelta(microseconds=1)
+
+
+def _retention(options: ServiceOptions) -> Retention:
+    return Retention(
+        session_ttl_us=_micros(options.session_ttl),
+        app_state_ttl_us=_micros(options.app_state_ttl),
+        user_state_ttl_us=_micros(options.user_state_ttl),
+        soft_delete=options.soft_delete,
+        max_stored_events=options.max_stored_events,
+    )
 
 
 def _outcome(command: AppendCommand, result: Appended | AlreadyStored) -> AppendOutcome:
     if isinstance(result, AlreadyStored):
+        # A retried call: the caller's copies learn the sequences they were stored with.
+        for prepared, stored in zip(command.events, result.events, strict=True):
+            prepared.event.__dict__["sequence"] = stored.sequence
         return AppendOutcome(
             events=result.events,
             version=result.version,

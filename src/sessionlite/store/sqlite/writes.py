@@ -29,7 +29,7 @@ from ...errors import (
     SessionExistsError,
     StaleSessionError,
 )
-from ...models import Event, Session
+from ...models import Event, Session, Summary
 from ..base import (
     AppendCommand,
     EventQuery,
@@ -280,10 +280,30 @@ def apply_appends(
     if event_rows:
         conn.executemany(q.insert_event, event_rows)
     if written:
+        policy = q.policy
         conn.executemany(
             q.update_after_append,
-            [(s.version, s.last_sequence, s.updated_at_us, s.pk) for s in written.values()],
+            [
+                (
+                    s.version,
+                    s.last_sequence,
+                    s.updated_at_us,
+                    policy.expiry(s.updated_at_us, policy.session_ttl_us),
+                    s.pk,
+                )
+                for s in written.values()
+            ],
         )
+        if policy.max_stored_events is not None:
+            keep = policy.max_stored_events
+            conn.executemany(
+                q.trim_events,
+                [
+                    (s.pk, s.last_sequence - keep)
+                    for s in written.values()
+                    if s.last_sequence > keep
+                ],
+            )
     _write_state(conn, q, session_rows, app_rows, user_rows)
     return outcomes
 
@@ -346,22 +366,59 @@ def _write_state(
     app_rows: Sequence[tuple[Any, ...]],
     user_rows: Sequence[tuple[Any, ...]],
 ) -> None:
+    """Upsert state rows (app rows: app, key, value, now; user rows: app, user, ...).
+
+    App and user scopes written to have their expiry slid first (see
+    :func:`_touch_scope`).
+    """
     if session_rows:
         conn.executemany(q.upsert_session_state, session_rows)
     if app_rows:
+        for app_name, now_us in {(row[0], row[3]) for row in app_rows}:
+            _touch_scope(conn, q, "app", app_name, "", now_us)
         conn.executemany(q.upsert_app_state, app_rows)
     if user_rows:
+        for app_name, user_id, now_us in {(row[0], row[1], row[4]) for row in user_rows}:
+            _touch_scope(conn, q, "user", app_name, user_id, now_us)
         conn.executemany(q.upsert_user_state, user_rows)
+
+
+def _touch_scope(
+    conn: sqlite3.Connection, q: Queries, kind: str, app_name: str, user_id: str, now_us: int
+) -> None:
+    """Slide an app or user scope's expiry; an already expired scope starts empty.
+
+    Expired state is invisible before the cleaner removes it, so a write to an expired
+    scope must not bring its old keys back: they are dropped first.
+    """
+    row = conn.execute(q.scope_expiry, (kind, app_name, user_id)).fetchone()
+    if row is not None and row[0] is not None and row[0] <= now_us:
+        if kind == "app":
+            conn.execute(q.clear_app_state, (app_name,))
+        else:
+            conn.execute(q.clear_user_state, (app_name, user_id))
+    ttl = q.policy.app_state_ttl_us if kind == "app" else q.policy.user_state_ttl_us
+    conn.execute(q.upsert_scope, (kind, app_name, user_id, now_us, q.policy.expiry(now_us, ttl)))
 
 
 # -- sessions ------------------------------------------------------------------------
 
 
-def _purge_session_rows(conn: sqlite3.Connection, q: Queries, pk: int) -> None:
-    conn.execute(q.delete_events, (pk,))
+def _purge_session_rows(conn: sqlite3.Connection, q: Queries, pk: int) -> int:
+    """Remove a session and everything it owns; returns how many events went."""
+    events = int(conn.execute(q.delete_events, (pk,)).rowcount)
     conn.execute(q.delete_session_state, (pk,))
     conn.execute(q.delete_summaries, (pk,))
     conn.execute(q.delete_session, (pk,))
+    return events
+
+
+def _retire_session(conn: sqlite3.Connection, q: Queries, pk: int, now_us: int) -> None:
+    """Delete a session: mark it (soft delete; purged later) or remove it now."""
+    if q.policy.soft_delete:
+        conn.execute(q.mark_deleted, (now_us, pk))
+    else:
+        _purge_session_rows(conn, q, pk)
 
 
 def create_session(
@@ -377,7 +434,7 @@ def create_session(
     row = find_live_session(conn, q, key, now_us)
     if row is not None:
         if get_existing:
-            return load_session(conn, q, row, EventQuery(limit=event_limit)), False
+            return load_session(conn, q, row, EventQuery(limit=event_limit), now_us), False
         raise SessionExistsError(
             f"session {key.session_id!r} already exists for app {key.app_name!r}, user "
             f"{key.user_id!r}; use get_session or get_or_create_session",
@@ -386,9 +443,9 @@ def create_session(
             session_id=key.session_id,
         )
     for (expired_pk,) in conn.execute(
-        q.drop_expired_key, (key.app_name, key.user_id, key.session_id, now_us)
+        q.expired_key, (key.app_name, key.user_id, key.session_id, now_us)
     ).fetchall():
-        _purge_session_rows(conn, q, expired_pk)
+        _retire_session(conn, q, expired_pk, now_us)
     (pk,) = conn.execute(
         q.insert_session,
         (
@@ -399,6 +456,7 @@ def create_session(
             dumps(new.metadata),
             now_us,
             now_us,
+            q.policy.expiry(now_us, q.policy.session_ttl_us),
         ),
     ).fetchone()
     state = new.state
@@ -411,14 +469,14 @@ def create_session(
     )
     row = find_live_session(conn, q, key, now_us)
     assert row is not None  # inserted just above, in this transaction
-    return load_session(conn, q, row, EventQuery(limit=0)), True
+    return load_session(conn, q, row, EventQuery(limit=0), now_us), True
 
 
 def delete_session(conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int) -> bool:
     session = _session_for_write(conn, q, key, now_us)
     if session is None:
         return False
-    _purge_session_rows(conn, q, session.pk)
+    _retire_session(conn, q, session.pk, now_us)
     return True
 
 
@@ -430,7 +488,8 @@ def _require(conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int)
 
 
 def _touch(conn: sqlite3.Connection, q: Queries, pk: int, now_us: int) -> SessionWrite:
-    (version,) = conn.execute(q.touch_session, (now_us, pk)).fetchone()
+    expires = q.policy.expiry(now_us, q.policy.session_ttl_us)
+    (version,) = conn.execute(q.touch_session, (now_us, expires, pk)).fetchone()
     return SessionWrite(version=version, updated_at=from_micros(now_us))
 
 
@@ -474,7 +533,10 @@ def update_app_state(
     _write_state(conn, q, [], [(app_name, k, dumps(v), now_us) for k, v in delta.items()], [])
 
 
-def delete_app_state(conn: sqlite3.Connection, q: Queries, app_name: str, key: str) -> bool:
+def delete_app_state(
+    conn: sqlite3.Connection, q: Queries, app_name: str, key: str, now_us: int
+) -> bool:
+    _touch_scope(conn, q, "app", app_name, "", now_us)
     return conn.execute(q.delete_app_key, (app_name, key)).rowcount > 0
 
 
@@ -491,6 +553,37 @@ def update_user_state(
 
 
 def delete_user_state(
-    conn: sqlite3.Connection, q: Queries, app_name: str, user_id: str, key: str
+    conn: sqlite3.Connection, q: Queries, app_name: str, user_id: str, key: str, now_us: int
 ) -> bool:
+    _touch_scope(conn, q, "user", app_name, user_id, now_us)
     return conn.execute(q.delete_user_key, (app_name, user_id, key)).rowcount > 0
+
+
+# -- summaries -----------------------------------------------------------------------
+
+
+def put_summary(
+    conn: sqlite3.Connection, q: Queries, key: SessionKey, summary: Summary, now_us: int
+) -> bool:
+    """Store a summary if the session is still live; False when it is gone."""
+    session = _session_for_write(conn, q, key, now_us)
+    if session is None:
+        return False
+    conn.execute(
+        q.upsert_summary,
+        (
+            session.pk,
+            summary.branch,
+            summary.text,
+            summary.through_sequence,
+            to_micros(summary.updated_at),
+        ),
+    )
+    return True
+
+
+def refresh_expiry(conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int) -> None:
+    """Slide a live session's expiry on read (``refresh_ttl_on_read``)."""
+    expires = q.policy.expiry(now_us, q.policy.session_ttl_us)
+    if expires is not None:
+        conn.execute(q.refresh_expiry, (expires, *key, now_us))

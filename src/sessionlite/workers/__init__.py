@@ -1,0 +1,1 @@
+"""Background work owned by the service's task group: persistence, cleanup, summaries."""
