@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import ServiceClosedError, SummaryQueueFullError
 from ..models import Summary
@@ -53,7 +54,7 @@ class SummaryQueue:
         self._workers = workers
         self._policy = policy
         self._queue_size = queue_size
-        self._send: anyio.abc.ObjectSendStream[_Job] | None = None  # created by start()
+        self._send: MemoryObjectSendStream[_Job] | None = None  # created by start()
         self._queued: dict[tuple[SessionKey, str], _Job] = {}
         self._running = 0
         self._stopped = anyio.Event()
