@@ -1,20 +1,26 @@
-"""Test doubles for code that uses sessionlite: a manual clock (more in later releases).
+"""Test doubles for code that uses sessionlite: a manual clock and a fake summarizer.
 
 Example::
 
     clock = ManualClock()
-    async with SessionService(":memory:", clock=clock) as service:
+    summarizer = FakeSummarizer()
+    async with SessionService(":memory:", clock=clock, summarizer=summarizer) as service:
         ...
-        clock.advance(minutes=5)
+        clock.advance(minutes=5)  # TTLs see five minutes pass, instantly
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import anyio
 
 from .errors import InvalidInputError
+from .summaries import SummaryRequest
 
-__all__ = ["ManualClock"]
+__all__ = ["FakeSummarizer", "ManualClock"]
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -57,3 +63,65 @@ def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise InvalidInputError("ManualClock needs a timezone-aware datetime", field="start")
     return value.astimezone(timezone.utc)
+
+
+_UNSET: Any = object()
+
+
+class FakeSummarizer:
+    """A :class:`~sessionlite.Summarizer` for tests: deterministic, observable, steerable.
+
+    By default it returns ``"<previous text> + N event(s): <authors>"``. It records every
+    request in :attr:`requests`.
+
+    Args:
+        error: raise this from every call.
+        result: return this instead of the default text (may be None, or garbage to
+            test a misbehaving summarizer).
+        hang: never return (until cancelled) — to exercise ``summary_job_timeout``.
+
+    :meth:`block` makes calls wait until :meth:`release` (optionally only for some
+    session ids), so tests control exactly when a job is in flight; :attr:`entered`
+    is set whenever a call has started.
+    """
+
+    def __init__(
+        self, *, error: BaseException | None = None, result: Any = _UNSET, hang: bool = False
+    ) -> None:
+        self.error = error
+        self.result = result
+        self.hang = hang
+        self.requests: list[SummaryRequest] = []
+        self.entered = anyio.Event()
+        self._gate: anyio.Event | None = None
+        self._blocked: set[str] | None = None
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def block(self, session_ids: Iterable[str] | None = None) -> None:
+        """Make calls wait until :meth:`release` (all calls, or these sessions' only)."""
+        self._gate = anyio.Event()
+        self._blocked = None if session_ids is None else set(session_ids)
+
+    def release(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+        self._gate = None
+
+    async def summarize(self, request: SummaryRequest) -> Any:
+        self.requests.append(request)
+        self.entered.set()
+        gate = self._gate
+        if gate is not None and (self._blocked is None or request.session.id in self._blocked):
+            await gate.wait()
+        if self.hang:
+            await anyio.sleep_forever()
+        if self.error is not None:
+            raise self.error
+        if self.result is not _UNSET:
+            return self.result
+        authors = ", ".join(event.author for event in request.events)
+        previous = request.previous.text + " + " if request.previous else ""
+        return f"{previous}{len(request.events)} event(s): {authors}"
