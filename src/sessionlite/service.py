@@ -185,6 +185,7 @@ class SessionService:
     async def _stop_workers(self) -> None:
         timeout = self._options.close_timeout
         error: BaseException | None = None
+        self._cleaner.stop()
         if self._summaries is not None:
             self._summaries.close()
         if self._persister is not None:

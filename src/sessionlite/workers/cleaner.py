@@ -36,6 +36,7 @@ class Cleaner:
         self._interval = interval
         self._soft_delete = soft_delete
         self._retention = retention
+        self._scope = anyio.CancelScope()
 
     async def run_once(self) -> CleanupReport:
         """One pass: look (cheaply), then work in small transactions until done."""
@@ -67,8 +68,16 @@ class Cleaner:
         self._counters.add_cleanup(report)
         return report
 
+    def stop(self) -> None:
+        """Stop the periodic loop (a pass in progress is cancelled between steps)."""
+        self._scope.cancel()
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        with self._scope:
+            task_status.started()
+            await self._loop()
+
+    async def _loop(self) -> None:
         while True:
             await anyio.sleep(self._interval.total_seconds())
             try:

@@ -196,23 +196,29 @@ class Persister:
 
     async def _write(self, batch: list[_Item]) -> None:
         todo = batch
-        for delay in (*RETRY_DELAYS, None):
-            results = await self._attempt(todo)
-            retry = []
-            for item, result in zip(todo, results, strict=True):
-                if isinstance(result, DatabaseLockedError) and delay is not None:
-                    retry.append(item)
-                elif isinstance(result, BaseException):
-                    self._fail(item, result)
-                else:
-                    self._succeed(item, result)
-            if not retry:
-                break
-            self._counters.persist_retries += 1
-            logger.warning("sessionlite: database locked; retrying %d write(s)", len(retry))
-            await anyio.sleep(delay or 0)
-            todo = retry
-        self._notify()
+        try:
+            for delay in (*RETRY_DELAYS, None):
+                results = await self._attempt(todo)
+                retry = []
+                for item, result in zip(todo, results, strict=True):
+                    if isinstance(result, DatabaseLockedError) and delay is not None:
+                        retry.append(item)
+                    elif isinstance(result, BaseException):
+                        self._fail(item, result)
+                    else:
+                        self._succeed(item, result)
+                todo = retry
+                if not retry:
+                    break
+                self._counters.persist_retries += 1
+                logger.warning("sessionlite: database locked; retrying %d write(s)", len(retry))
+                await anyio.sleep(delay or 0)
+        finally:
+            # Cancelled while waiting to retry (the service is shutting down): what was
+            # not written is reported, never forgotten.
+            for item in todo:
+                self._fail(item, ServiceClosedError("the service closed before this write"))
+            self._notify()
 
     async def _attempt(self, items: Sequence[_Item]) -> list[AppendOutcome | Exception]:
         # Shielded: once sent, the transaction runs to its end anyway, and its outcome
