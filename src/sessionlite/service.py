@@ -619,15 +619,18 @@ class SessionService:
         return self._iter_events(key, flt, page_size)
 
     def _read_all_events(self, key: SessionKey, flt: EventFilter) -> AsyncIterator[Event]:
-        return self._iter_events(key, flt, DEFAULT_PAGE_SIZE)
+        # For summary jobs, which also run while aclose() drains the queue: the store
+        # stays open until they are done, so no open-check here.
+        return self._iter_events(key, flt, DEFAULT_PAGE_SIZE, check_open=False)
 
     async def _iter_events(
-        self, key: SessionKey, flt: EventFilter, page_size: int
+        self, key: SessionKey, flt: EventFilter, page_size: int, *, check_open: bool = True
     ) -> AsyncIterator[Event]:
         await self._wait_persisted(key)
         first = True
         while True:
-            self._check_open()
+            if check_open:
+                self._check_open()
             page = await self._store.read_events(key, flt, limit=page_size, now=self._now())
             if page is None:
                 if first:

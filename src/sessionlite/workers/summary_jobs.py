@@ -49,8 +49,20 @@ class SummaryJobRunner:
         Raises:
             TimeoutError: the summarizer exceeded ``summary_job_timeout``.
             InvalidInputError: the summarizer returned something other than str/None.
-            Exception: whatever the summarizer raised.
+            Exception: whatever the summarizer (or the store) raised.
         """
+        try:
+            return await self._run(key, branch, force)
+        except TimeoutError:
+            self._counters.summary_jobs_timed_out += 1
+            raise
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:
+            self._counters.summary_jobs_failed += 1
+            raise
+
+    async def _run(self, key: SessionKey, branch: str, force: bool) -> Summary | None:
         await self._barrier(key)  # async_persist: summarize what was accepted
         session = await self._store.get_session(key, EventQuery(limit=0), now=self._clock())
         if session is None:
@@ -68,24 +80,14 @@ class SummaryJobRunner:
             self._skip()
             return None
         request = SummaryRequest(session=session, branch=branch, previous=previous, events=events)
-        try:
-            # Only the summarizer runs under the timeout: the write below must not be
-            # cut off half-way.
-            with anyio.fail_after(self._timeout.total_seconds()):
-                text: object = await self._summarizer.summarize(request)
-        except TimeoutError:
-            self._counters.summary_jobs_timed_out += 1
-            raise
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception:
-            self._counters.summary_jobs_failed += 1
-            raise
+        # Only the summarizer runs under the timeout: the write below must not be cut
+        # off half-way.
+        with anyio.fail_after(self._timeout.total_seconds()):
+            text: object = await self._summarizer.summarize(request)
         if text is None:
             self._skip()
             return None
         if not isinstance(text, str):
-            self._counters.summary_jobs_failed += 1
             raise InvalidInputError(
                 f"the summarizer returned {type(text).__name__}; it must return str or None",
                 field="summarizer",
