@@ -253,3 +253,48 @@ async def test_cancelling_the_owner_loses_nothing_accepted(tmp_path: Path) -> No
         got = await reopened.get_session(app_name="a", user_id="u", session_id="s")
         assert got is not None
         assert [e.id for e in got.events] == accepted
+
+
+async def test_direct_state_write_is_not_overtaken_by_queued_deltas(tmp_path: Path) -> None:
+    async with SessionService(tmp_path / "db.sqlite", async_persist=True) as service:
+        gated = GatedStore(service)
+        session = await service.create_session(app_name="a", user_id="u", session_id="s")
+        await service.append_event(session, Event(author="u", state_delta={"app:x": 1}))
+        with anyio.fail_after(5):
+            await gated.entered.wait()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.update_app_state, "a", {"x": 2})
+            await anyio.wait_all_tasks_blocked()
+            gated.gate.set()  # the queued delta lands first, then the direct write
+        assert await service.get_app_state("a") == {"x": 2}
+
+
+async def test_close_timeout_leaves_workers_healthy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = await SessionService(
+        tmp_path / "db.sqlite", async_persist=True, persist_workers=1, close_timeout=0.01
+    ).open()
+    gated = GatedStore(service)
+    session = await service.create_session(app_name="a", user_id="u", session_id="s")
+    await service.append_event(session, Event(author="u"))
+    with anyio.fail_after(5):
+        await gated.entered.wait()
+    for _ in range(50):
+        await service.append_event(session, Event(author="u"))
+    persister = service._persister
+    assert persister is not None
+    abandon = persister._abandon_queued
+
+    def release_after_abandon() -> list[str]:
+        ids = abandon()
+        gated.gate.set()
+        return ids
+
+    persister._abandon_queued = release_after_abandon  # type: ignore[method-assign]
+    with pytest.raises(PersistenceError) as info:
+        await service.aclose()
+    assert len(info.value.event_ids) == 50
+    assert "background task failed" not in caplog.text
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1  # one line for the abandoned events, not one per event

@@ -213,6 +213,12 @@ class SessionService:
         if self._persister is not None:
             await self._persister.flush()
 
+    async def _wait_all_persisted(self) -> None:
+        """async_persist: direct app/user state writes must not be overtaken by queued
+        event deltas to the same scopes, so they wait for the queues to empty."""
+        if self._persister is not None:
+            await self._persister.wait_idle()
+
     async def _wait_persisted(self, key: SessionKey) -> None:
         """Read-your-writes with async_persist: wait for this session's queued events."""
         if self._persister is not None:
@@ -687,12 +693,14 @@ class SessionService:
         self._check_open()
         app_name = check_text(app_name, "app_name")
         delta = _check_delta_keys(check_json_object(delta, "delta"))
+        await self._wait_all_persisted()
         await self._store.update_app_state(app_name, delta, now=self._now())
 
     async def delete_app_state(self, app_name: str, key: str) -> bool:
         """Remove one app-scoped key; True if it existed."""
         self._check_open()
         app_name = check_text(app_name, "app_name")
+        await self._wait_all_persisted()
         return await self._store.delete_app_state(app_name, check_text(key, "key"), now=self._now())
 
     async def get_user_state(self, app_name: str, user_id: str) -> dict[str, JsonValue]:
@@ -709,12 +717,14 @@ class SessionService:
         self._check_open()
         app_name, user_id = check_text(app_name, "app_name"), check_text(user_id, "user_id")
         delta = _check_delta_keys(check_json_object(delta, "delta"))
+        await self._wait_all_persisted()
         await self._store.update_user_state(app_name, user_id, delta, now=self._now())
 
     async def delete_user_state(self, app_name: str, user_id: str, key: str) -> bool:
         """Remove one user-scoped key; True if it existed."""
         self._check_open()
         app_name, user_id = check_text(app_name, "app_name"), check_text(user_id, "user_id")
+        await self._wait_all_persisted()
         return await self._store.delete_user_state(
             app_name, user_id, check_text(key, "key"), now=self._now()
         )

@@ -44,7 +44,7 @@ class ServiceStats(BaseModel):
     persist_retries: int
     """Background write batches retried after a transient error (a lock)."""
     persist_queue_depth: int
-    """Events accepted but not yet written (``async_persist``)."""
+    """Append calls accepted but not yet written (``async_persist``; one per call)."""
     write_transactions: int
     """Transactions committed by the group-commit writer."""
     write_calls: int

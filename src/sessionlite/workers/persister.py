@@ -66,7 +66,6 @@ class Persister:
         self._progress = anyio.Event()
         self._failures: list[_Failure] = []
         self._running = 0
-        self._abandoning = False
         self._stopped = anyio.Event()
 
     # -- lifecycle ------------------------------------------------------------------
@@ -99,10 +98,17 @@ class Persister:
                     len(left),
                     drain_timeout,
                 )
+            # Batches already in flight finish (their retries are bounded) so that their
+            # outcome is known and reported below, before the store closes.
+            await self._stopped.wait()
         self.raise_failures()
 
     def _abandon_queued(self) -> list[str]:
-        self._abandoning = True
+        """Take what is still queued (the senders are closed) and report it as failed.
+
+        The receivers stay open: a worker busy with a batch then finds its queue empty
+        and ends normally.
+        """
         ids: list[str] = []
         for receiver in self._receivers:
             while True:
@@ -111,9 +117,8 @@ class Persister:
                 except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                     break
                 error = ServiceClosedError("the service closed before this event was written")
-                self._fail(item, error)
+                self._fail(item, error, log=False)  # logged once, by close()
                 ids.extend(p.event.id for p in item.command.events)
-            receiver.close()
         self._notify()
         return ids
 
@@ -121,6 +126,7 @@ class Persister:
 
     @property
     def queue_depth(self) -> int:
+        """Append calls accepted but not yet written (an append_events call counts once)."""
         return sum(self._pending.values())
 
     def _route(self, key: SessionKey) -> int:
@@ -155,9 +161,13 @@ class Persister:
 
     async def flush(self) -> None:
         """Wait until everything accepted so far is written; raise recorded failures."""
+        await self.wait_idle()
+        self.raise_failures()
+
+    async def wait_idle(self) -> None:
+        """Wait until everything accepted so far is written (or failed)."""
         while self.queue_depth > 0:
             await self._progress.wait()
-        self.raise_failures()
 
     def raise_failures(self) -> None:
         if not self._failures:
@@ -190,9 +200,8 @@ class Persister:
             self._running -= 1
             if not self._running:
                 self._stopped.set()
-                if not self._abandoning:
-                    for stream in self._receivers:
-                        stream.close()
+                for stream in self._receivers:
+                    stream.close()
 
     async def _write(self, batch: list[_Item]) -> None:
         todo = batch
@@ -238,7 +247,7 @@ class Persister:
         if item.waiter is not None and not item.waiter.done():
             item.waiter.set_result(outcome)
 
-    def _fail(self, item: _Item, error: BaseException) -> None:
+    def _fail(self, item: _Item, error: BaseException, *, log: bool = True) -> None:
         self._done(item)
         if item.waiter is not None:
             # The caller is waiting for this write: it gets the error itself.
@@ -248,6 +257,8 @@ class Persister:
         ids = tuple(p.event.id for p in item.command.events)
         self._failures.append(_Failure(ids, error))
         self._counters.persist_failures += len(ids)
+        if not log:
+            return
         logger.error(
             "sessionlite: background write of %d event(s) to session %r failed: %s",
             len(ids),
