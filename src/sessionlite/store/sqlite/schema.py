@@ -153,6 +153,28 @@ _REQUIRED_TABLES = (
 )
 
 
+# Columns the store relies on, per table: a table of the same name that lacks them
+# belongs to someone else (CREATE TABLE IF NOT EXISTS would silently keep it).
+_REQUIRED_COLUMNS = {
+    "sessions": {"pk", "app_name", "user_id", "session_id", "version", "last_sequence"},
+    "events": {"pk", "session_pk", "sequence", "event_id", "author", "timestamp", "body"},
+    "session_state": {"session_pk", "key", "value"},
+    "app_state": {"app_name", "key", "value"},
+    "user_state": {"app_name", "user_id", "key", "value"},
+}
+
+
+def check_foreign_tables(conn: sqlite3.Connection, prefix: str, path: str) -> None:
+    for table, required in _REQUIRED_COLUMNS.items():
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({prefix}{table})")}
+        if columns and not required <= columns:
+            raise StorageError(
+                f"{path} already has a table {prefix}{table} that sessionlite did not "
+                f"create (it lacks {', '.join(sorted(required - columns))}); use another "
+                "file, or a table_prefix to keep sessionlite's tables apart"
+            )
+
+
 def stored_version(conn: sqlite3.Connection, prefix: str) -> int:
     """The schema version of the tables with ``prefix`` (0 when they do not exist)."""
     exists = conn.execute(
@@ -184,6 +206,7 @@ def migrate(conn: sqlite3.Connection, prefix: str, path: str) -> int:
         before = stored_version(conn, prefix)
         check_version(before, path)
         check_version(int(conn.execute("PRAGMA user_version").fetchone()[0]), path)
+        check_foreign_tables(conn, prefix, path)
         for statements in MIGRATIONS[before:]:
             for template in statements:
                 conn.execute(template.format(p=prefix))
@@ -207,6 +230,7 @@ def verify(conn: sqlite3.Connection, prefix: str, path: str) -> None:
     """With ``create_schema=False``: check the caller-managed tables are usable."""
     check_version(int(conn.execute("PRAGMA user_version").fetchone()[0]), path)
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    check_foreign_tables(conn, prefix, path)
     missing = [f"{prefix}{t}" for t in _REQUIRED_TABLES if f"{prefix}{t}" not in names]
     if missing:
         raise StorageError(
