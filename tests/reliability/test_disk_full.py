@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.reliability.conftest import Tmpfs
 
-from sessionlite import Event, PersistenceError, SessionService, StorageFullError
+from sessionlite import Event, PersistenceError, Session, SessionService, StorageFullError
 
 
 async def cap_pages(service: SessionService, pages: int) -> None:
@@ -45,48 +43,27 @@ async def test_async_mode_reports_full_disk_at_flush(tmp_path: Path) -> None:
         assert big[0].id not in {e.id for e in got.events}
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (needs root, as in CI; skipped elsewhere)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+async def fill_until_full(service: SessionService, session: Session, stored: list[str]) -> None:
+    for i in range(1000):
+        event = await service.append_event(
+            session, Event(author="u", content={"i": i, "pad": "z" * 20_000})
+        )
+        stored.append(event.id)
 
 
-def grow(mount: Path, size: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
-
-
-async def test_real_full_filesystem(tiny_fs: Path) -> None:
-    path = tiny_fs / "db.sqlite"
+async def test_real_full_filesystem(tmpfs: Tmpfs) -> None:
+    path = tmpfs.path / "db.sqlite"
     stored: list[str] = []
     async with SessionService(path) as service:
         session = await service.create_session(app_name="a", user_id="u", session_id="s")
         with pytest.raises(StorageFullError):
-            for i in range(1000):
-                event = await service.append_event(
-                    session, Event(author="u", content={"i": i, "pad": "z" * 20_000})
-                )
-                stored.append(event.id)
+            await fill_until_full(service, session, stored)
         assert stored  # some fitted before the disk filled
         got = await service.get_session(
             app_name="a", user_id="u", session_id="s", num_recent_events=None
         )
         assert got is not None and [e.id for e in got.events] == stored
-        grow(tiny_fs, "16m")  # space returns: the same service carries on
+        tmpfs.remount("size=16m")  # space returns: the same service carries on
         after = await service.append_event(session, Event(author="u", content="after"))
         assert after.sequence == len(stored) + 1
     with sqlite3.connect(path) as conn:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
+from tests.reliability.conftest import Tmpfs
 
 from sessionlite import (
     DatabaseCorruptError,
@@ -80,17 +80,8 @@ async def test_directory(tmp_path: Path) -> None:
     await open_fails(tmp_path, StorageError, "is a directory")
 
 
-async def test_read_only_filesystem(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        path = mount / "db.sqlite"
-        await make_db(path)
-        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-        await open_fails(path, StorageError, "readable and writable")
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+async def test_read_only_filesystem(tmpfs: Tmpfs) -> None:
+    path = tmpfs.path / "db.sqlite"
+    await make_db(path)
+    tmpfs.remount("ro")
+    await open_fails(path, StorageError, "readable and writable")
