@@ -54,6 +54,7 @@ __all__ = ["DEFAULT_DB_FILENAME", "SessionService", "default_db_path"]
 
 DEFAULT_DB_FILENAME = "sessions.db"
 DEFAULT_PAGE_SIZE = 500  # events per page for iter_events and summary jobs
+RETRY_WINDOW = 64  # newest in-memory events checked for a retried id (async_persist)
 MAX_LIST_LIMIT = 1000  # sessions per list_sessions page at most
 
 
@@ -559,7 +560,9 @@ class SessionService:
 
         Events get their ``sequence`` when written (the same objects are updated).
         """
-        known = {event.id for event in session.events}
+        # A retry repeats recent events: look for them among the newest few only, so
+        # accepting stays O(1) however long the in-memory history grows.
+        known = {event.id for event in session.events[-RETRY_WINDOW:]}
         if all(p.event.id in known for p in prepared):
             # A retry of events this session object already holds: the store will
             # find them identical (or report a conflict), so nothing changes here.

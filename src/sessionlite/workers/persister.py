@@ -138,8 +138,14 @@ class Persister:
         waiter = asyncio.get_running_loop().create_future() if wait else None
         # Counted before sending so a worker that writes it at once finds it counted.
         self._pending[command.key] += 1
+        sender = self._senders[self._route(command.key)]
+        item = _Item(command, waiter)
         try:
-            await self._senders[self._route(command.key)].send(_Item(command, waiter))
+            try:
+                # Room in the queue: accept without a trip through the event loop.
+                sender.send_nowait(item)
+            except anyio.WouldBlock:
+                await sender.send(item)  # full: wait for room (backpressure)
         except BaseException as exc:  # closed, or the caller was cancelled while waiting
             self._pending[command.key] -= 1
             if self._pending[command.key] <= 0:
