@@ -25,6 +25,14 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def reliability(session: nox.Session) -> None:
+    """The reliability suite alone, with more SIGKILL cycles than the default run."""
+    session.install("-e", ".[test]")
+    args = ["pytest", "tests/reliability", "--no-cov", *session.posargs]
+    session.run(*args, env={"SESSIONLITE_KILL_CYCLES": "100"})
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
     session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")

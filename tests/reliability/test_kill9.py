@@ -9,6 +9,7 @@ half applied (the state always matches the newest stored event).
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -22,7 +23,8 @@ import pytest
 
 from sessionlite import SessionService
 
-CYCLES = 20
+# 20 kill cycles per mode in the default run; `nox -s reliability` runs more.
+CYCLES = int(os.environ.get("SESSIONLITE_KILL_CYCLES", "20"))
 
 CHILD = textwrap.dedent(
     """
