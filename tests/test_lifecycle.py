@@ -179,3 +179,20 @@ async def test_synchronous_full_works(tmp_path: Path) -> None:
     async with SessionService(tmp_path / "x.db", synchronous="FULL") as svc:
         session = await svc.create_session(app_name="a", user_id="u")
         await svc.append_event(session, Event(author="u"))
+
+
+def test_built_outside_any_event_loop(tmp_path: Path) -> None:
+    # Framework apps build their services at import time, before a loop runs.
+    from sessionlite.testing import FakeSummarizer
+
+    service = SessionService(
+        tmp_path / "db.sqlite", async_persist=True, summarizer=FakeSummarizer()
+    )
+
+    async def use() -> None:
+        async with service:
+            session = await service.create_session(app_name="a", user_id="u")
+            await service.append_event(session, Event(author="u"))
+            assert await service.summarize(session) is not None
+
+    anyio.run(use)

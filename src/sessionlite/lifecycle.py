@@ -48,8 +48,10 @@ class ServiceRunner:
         self._stop = stop
         self._state = _State.NEW
         self._task: asyncio.Task[None] | None = None
-        self._ready = anyio.Event()
-        self._stop_requested = anyio.Event()
+        # Events are made in start(): a service may be built outside any event loop
+        # (e.g. at import time, as framework apps do).
+        self._ready: anyio.Event | None = None
+        self._stop_requested: anyio.Event | None = None
         self._start_error: BaseException | None = None
         self._stop_error: BaseException | None = None
 
@@ -64,11 +66,13 @@ class ServiceRunner:
                 "(create a new one to reopen the database)"
             )
         self._state = _State.STARTING
+        self._ready = ready = anyio.Event()
+        self._stop_requested = anyio.Event()
         self._task = asyncio.get_running_loop().create_task(
             self._host(), name="sessionlite-service"
         )
         try:
-            await self._ready.wait()
+            await ready.wait()
         except BaseException:
             # The opener was cancelled while opening: wind down what was started.
             with anyio.CancelScope(shield=True):
@@ -83,6 +87,7 @@ class ServiceRunner:
         self._state = _State.RUNNING
 
     async def _host(self) -> None:
+        assert self._ready is not None and self._stop_requested is not None
         try:
             async with anyio.create_task_group() as task_group:
                 try:
@@ -114,7 +119,8 @@ class ServiceRunner:
             self._state = _State.CLOSED
             return
         self._state = _State.CLOSED
-        self._stop_requested.set()
+        if self._stop_requested is not None:
+            self._stop_requested.set()
         with anyio.CancelScope(shield=True):
             await self._wait_host()
         error, self._stop_error = self._stop_error, None

@@ -92,9 +92,20 @@ class FakeSummarizer:
         self.result = result
         self.hang = hang
         self.requests: list[SummaryRequest] = []
-        self.entered = anyio.Event()
+        self._entered: anyio.Event | None = None  # made on first use, inside a loop
         self._gate: anyio.Event | None = None
         self._blocked: set[str] | None = None
+
+    @property
+    def entered(self) -> anyio.Event:
+        """Set whenever a call has started (replace it to wait for the next call)."""
+        if self._entered is None:
+            self._entered = anyio.Event()
+        return self._entered
+
+    @entered.setter
+    def entered(self, event: anyio.Event) -> None:
+        self._entered = event
 
     @property
     def calls(self) -> int:

@@ -36,7 +36,8 @@ class Cleaner:
         self._interval = interval
         self._soft_delete = soft_delete
         self._retention = retention
-        self._scope = anyio.CancelScope()
+        self._scope: anyio.CancelScope | None = None  # made in run(), inside the loop
+        self._stopped = False
 
     async def run_once(self) -> CleanupReport:
         """One pass: look (cheaply), then work in small transactions until done."""
@@ -70,12 +71,15 @@ class Cleaner:
 
     def stop(self) -> None:
         """Stop the periodic loop (a pass in progress is cancelled between steps)."""
-        self._scope.cancel()
+        self._stopped = True
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        with self._scope:
+        with anyio.CancelScope() as self._scope:
             task_status.started()
-            await self._loop()
+            if not self._stopped:
+                await self._loop()
 
     async def _loop(self) -> None:
         while True:

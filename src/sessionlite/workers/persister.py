@@ -63,14 +63,16 @@ class Persister:
         self._senders: list[MemoryObjectSendStream[_Item]] = []
         self._receivers: list[MemoryObjectReceiveStream[_Item]] = []
         self._pending: Counter[SessionKey] = Counter()  # accepted, not yet written
-        self._progress = anyio.Event()
+        self._progress: anyio.Event | None = None  # events are made in start()
         self._failures: list[_Failure] = []
         self._running = 0
-        self._stopped = anyio.Event()
+        self._stopped: anyio.Event | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self, task_group: TaskGroup) -> None:
+        self._progress = anyio.Event()
+        self._stopped = anyio.Event()
         for _ in range(self._workers):
             send, receive = anyio.create_memory_object_stream[_Item](self._per_worker)
             self._senders.append(send)
@@ -88,7 +90,7 @@ class Persister:
         for sender in self._senders:
             sender.close()
         with anyio.move_on_after(drain_timeout.total_seconds()):
-            await self._stopped.wait()
+            await self._started(self._stopped).wait()
         if self._running:
             left = self._abandon_queued()
             if left:
@@ -100,7 +102,7 @@ class Persister:
                 )
             # Batches already in flight finish (their retries are bounded) so that their
             # outcome is known and reported below, before the store closes.
-            await self._stopped.wait()
+            await self._started(self._stopped).wait()
         self.raise_failures()
 
     def _abandon_queued(self) -> list[str]:
@@ -163,7 +165,7 @@ class Persister:
     async def wait_for(self, key: SessionKey) -> None:
         """Wait until every event accepted so far for ``key`` has been written (or failed)."""
         while self._pending.get(key, 0) > 0:
-            await self._progress.wait()
+            await self._started(self._progress).wait()
 
     async def flush(self) -> None:
         """Wait until everything accepted so far is written; raise recorded failures."""
@@ -173,7 +175,7 @@ class Persister:
     async def wait_idle(self) -> None:
         """Wait until everything accepted so far is written (or failed)."""
         while self.queue_depth > 0:
-            await self._progress.wait()
+            await self._started(self._progress).wait()
 
     def raise_failures(self) -> None:
         if not self._failures:
@@ -205,7 +207,7 @@ class Persister:
         finally:
             self._running -= 1
             if not self._running:
-                self._stopped.set()
+                self._started(self._stopped).set()
                 for stream in self._receivers:
                     stream.close()
 
@@ -279,5 +281,11 @@ class Persister:
             del self._pending[key]
 
     def _notify(self) -> None:
-        self._progress.set()
+        self._started(self._progress).set()
         self._progress = anyio.Event()
+
+    @staticmethod
+    def _started(event: anyio.Event | None) -> anyio.Event:
+        if event is None:
+            raise ServiceClosedError("the service is not open")
+        return event

@@ -57,13 +57,14 @@ class SummaryQueue:
         self._send: MemoryObjectSendStream[_Job] | None = None  # created by start()
         self._queued: dict[tuple[SessionKey, str], _Job] = {}
         self._running = 0
-        self._stopped = anyio.Event()
+        self._stopped: anyio.Event | None = None  # made in start()
 
     @property
     def depth(self) -> int:
         return len(self._queued)
 
     async def start(self, task_group: TaskGroup) -> None:
+        self._stopped = anyio.Event()
         self._send, receive = anyio.create_memory_object_stream[_Job](self._queue_size)
         with receive:  # each worker holds its own clone
             for _ in range(self._workers):
@@ -76,7 +77,7 @@ class SummaryQueue:
 
     async def wait_closed(self) -> None:
         """Wait until the workers have run every queued job and stopped."""
-        if self._running:
+        if self._running and self._stopped is not None:
             await self._stopped.wait()
 
     async def enqueue(self, key: SessionKey, branch: str, force: bool) -> bool:
@@ -124,7 +125,7 @@ class SummaryQueue:
                     await self.run_guarded(job)
         finally:
             self._running -= 1
-            if not self._running:
+            if not self._running and self._stopped is not None:
                 self._stopped.set()
 
     async def run_guarded(self, job: _Job) -> None:
