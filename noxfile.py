@@ -41,7 +41,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".", "mypy>=1.10")
+    session.install("-e", ".[adk,openai-agents,fastapi]", "mypy>=1.10")
     session.run("mypy")
 
 

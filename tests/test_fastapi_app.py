@@ -1,7 +1,8 @@
-"""The FastAPI example (docs/examples/fastapi_app.py) works, and shuts down cleanly.
+"""The FastAPI integration and its example app (docs/examples/fastapi_app.py).
 
 The app is imported from its file, its lifespan is run by hand (``httpx.ASGITransport``
-does not run lifespans) and it is driven in-process through httpx.
+does not run lifespans) and it is driven in-process through httpx: startup, requests,
+and a graceful shutdown that writes every queued event.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,8 +19,16 @@ import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.requests import HTTPConnection
 
-from sessionlite import InvalidInputError, SessionService
+from sessionlite import InvalidInputError, ServiceClosedError, SessionService
+from sessionlite.integrations.fastapi import (
+    SessionServiceDep,
+    get_session_service,
+    open_session_service,
+    session_service_of,
+    sessionlite_lifespan,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "fastapi_app.py"
 BASE = "/apps/chat/users/alice/sessions"
@@ -70,17 +80,76 @@ async def post(client: httpx.AsyncClient, session_id: str, text: str) -> Any:
 async def test_the_lifespan_opens_and_closes_the_service(tmp_path: Path) -> None:
     app = example.create_app(str(tmp_path / "chat.db"))
     async with app.router.lifespan_context(app):
-        service = app.state.sessions
+        service = session_service_of(app)
         assert isinstance(service, SessionService)
         assert not service.closed
+        assert service.path == str(tmp_path / "chat.db")
     assert service.closed
+    # A request racing the shutdown gets a clear error, not a missing attribute.
+    assert session_service_of(app) is service
+    with pytest.raises(ServiceClosedError):
+        await service.create_session(app_name="chat", user_id="late")
+
+    # Started again (as tests do), the app gets a fresh service on the same file.
+    async with app.router.lifespan_context(app):
+        again = session_service_of(app)
+        assert again is not service
+        assert not again.closed
 
 
-async def test_bad_service_options_fail_at_startup(tmp_path: Path) -> None:
-    app = example.create_app(str(tmp_path / "chat.db"), persist_workers=0)
+async def test_bad_service_options_fail_when_the_app_is_built(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="persist_workers"):
-        async with app.router.lifespan_context(app):
-            pass  # pragma: no cover
+        example.create_app(str(tmp_path / "chat.db"), persist_workers=0)
+    with pytest.raises(InvalidInputError, match="no_such_option"):
+        sessionlite_lifespan(no_such_option=1)
+
+
+async def test_an_app_without_the_lifespan_has_no_service() -> None:
+    app = FastAPI()
+    with pytest.raises(RuntimeError, match="sessionlite_lifespan"):
+        session_service_of(app)
+
+
+async def test_open_session_service_inside_a_custom_lifespan(tmp_path: Path) -> None:
+    """An app with its own lifespan opens the service inside it and may use it there."""
+    started: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_session_service(app, tmp_path / "chat.db", event_limit=5) as sessions:
+            session = await sessions.create_session(app_name="chat", user_id="ann")
+            started.append(session.id)
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/sessions/{sid}")
+    async def read(sid: str, sessions: SessionServiceDep) -> dict[str, Any]:
+        session = await sessions.get_session(app_name="chat", user_id="ann", session_id=sid)
+        return {"found": session is not None, "limit": sessions.options.event_limit}
+
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        response = await client.get(f"/sessions/{started[0]}")
+        assert response.json() == {"found": True, "limit": 5}
+    assert session_service_of(app).closed
+
+
+async def test_the_dependency_can_be_overridden(tmp_path: Path) -> None:
+    """Tests may hand endpoints a service of their own, with no lifespan at all."""
+    app = example.create_app(str(tmp_path / "unused.db"))
+    async with SessionService(":memory:") as mine:
+        app.dependency_overrides[get_session_service] = lambda: mine
+        async with client_for(app) as client:
+            session_id = await create(client)
+        assert await mine.get_session(app_name="chat", user_id="alice", session_id=session_id)
+    assert not (tmp_path / "unused.db").exists()
+
+
+async def test_websocket_connections_get_the_service_too(tmp_path: Path) -> None:
+    app = FastAPI(lifespan=sessionlite_lifespan(":memory:"))
+    async with app.router.lifespan_context(app):
+        connection = HTTPConnection({"type": "websocket", "app": app, "headers": []})
+        assert get_session_service(connection) is session_service_of(app)
 
 
 async def test_conversation_round_trip(client: httpx.AsyncClient) -> None:
@@ -173,7 +242,7 @@ async def test_session_deleted_between_read_and_append_is_404(tmp_path: Path) ->
     """SessionNotFoundError raised by append_event (not the pre-check) also maps to 404."""
     app = example.create_app(str(tmp_path / "chat.db"))
     async with app.router.lifespan_context(app), client_for(app) as client:
-        service: SessionService = app.state.sessions
+        service = session_service_of(app)
         session_id = await create(client)
         original = service.append_event
 
@@ -211,7 +280,7 @@ async def test_clean_shutdown_with_queued_work(tmp_path: Path) -> None:
     # A small queue so that appends also wait for room (backpressure) on the way.
     app = example.create_app(str(db), async_persist=True, persist_queue_size=8)
     async with app.router.lifespan_context(app):
-        service: SessionService = app.state.sessions
+        service = session_service_of(app)
         async with client_for(app) as client:
             ids = [await create(client) for _ in range(conversations)]
 

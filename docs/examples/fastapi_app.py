@@ -8,24 +8,24 @@ or from your own code: ``uvicorn.run(create_app("chat.db"))``.
 
 How it is put together:
 
-* ``create_app(db_path, **service_options)`` builds the app. Its lifespan opens one
-  ``SessionService`` for the whole process and keeps it on ``app.state.sessions``; the
-  ``async with`` closes it on shutdown, which first drains any queued work (with
-  ``async_persist=True``, every accepted event is written before the process exits).
-* Endpoints receive the service through the ``get_service`` dependency: there is no
-  module-level global, so each app (and each test) has its own service.
+* ``create_app(db_path, **service_options)`` builds the app. Its lifespan,
+  ``sessionlite_lifespan`` from ``sessionlite.integrations.fastapi``, opens one
+  ``SessionService`` for the whole process when the app starts and closes it on
+  shutdown, which first drains any queued work (with ``async_persist=True``, every
+  accepted event is written before the process exits).
+* Endpoints receive the service as a parameter annotated ``SessionServiceDep`` (a
+  ``Depends``): there is no module-level global, so each app (and each test) has its
+  own service.
 * ``SessionNotFoundError`` becomes a 404, ``InvalidInputError`` (for example a bad
   pagination cursor) a 400, by exception handlers registered on the app.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue
 
@@ -36,6 +36,7 @@ from sessionlite import (
     SessionNotFoundError,
     SessionService,
 )
+from sessionlite.integrations.fastapi import SessionServiceDep, sessionlite_lifespan
 
 DEFAULT_HISTORY_LIMIT = 20  # events returned by GET .../sessions/{sid} unless ?limit= says
 DEFAULT_PAGE_SIZE = 20  # sessions per page of GET .../sessions
@@ -44,30 +45,16 @@ DEFAULT_PAGE_SIZE = 20  # sessions per page of GET .../sessions
 # -- wiring -----------------------------------------------------------------------------
 
 
-def get_service(request: Request) -> SessionService:
-    """The app's SessionService, opened by the lifespan (use it with ``Depends``)."""
-    service: SessionService = request.app.state.sessions
-    return service
-
-
-Sessions = Annotated[SessionService, Depends(get_service)]
-
-
 def create_app(db_path: str, **service_options: Any) -> FastAPI:
     """A chat app whose sessions live in the SQLite file ``db_path``.
 
     ``service_options`` are passed to ``SessionService`` (``async_persist=True``,
-    ``session_ttl=...``); they are validated when the app starts.
+    ``session_ttl=...``); a bad one raises ``InvalidInputError`` here, at once.
     """
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with SessionService(db_path, **service_options) as sessions:
-            app.state.sessions = sessions
-            yield
-        # Leaving the block drained the queues and closed the database; a background
-        # write that failed would have been raised here as PersistenceError.
-
+    # The service opens when the app starts. At shutdown it drains its queues and
+    # closes the database; a background write that failed is raised then, as
+    # PersistenceError.
+    lifespan = sessionlite_lifespan(db_path, **service_options)
     app = FastAPI(title="sessionlite chat example", lifespan=lifespan)
     app.include_router(router)
     app.add_exception_handler(SessionNotFoundError, _not_found)
@@ -139,14 +126,14 @@ router = APIRouter(prefix="/apps/{app}/users/{user}/sessions")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_session(app: str, user: str, sessions: Sessions) -> Created:
+async def create_session(app: str, user: str, sessions: SessionServiceDep) -> Created:
     session = await sessions.create_session(app_name=app, user_id=user)
     return Created(id=session.id)
 
 
 @router.post("/{sid}/messages")
 async def post_message(
-    app: str, user: str, sid: str, message: Message, sessions: Sessions
+    app: str, user: str, sid: str, message: Message, sessions: SessionServiceDep
 ) -> Reply:
     # Only the state is needed to answer: load no events.
     session = await _load(sessions, app, user, sid, num_recent_events=0)
@@ -165,7 +152,7 @@ async def read_session(
     app: str,
     user: str,
     sid: str,
-    sessions: Sessions,
+    sessions: SessionServiceDep,
     limit: Annotated[int, Query(ge=0, le=1000)] = DEFAULT_HISTORY_LIMIT,
 ) -> History:
     session = await _load(sessions, app, user, sid, num_recent_events=limit)
@@ -181,7 +168,7 @@ async def read_session(
 async def list_sessions(
     app: str,
     user: str,
-    sessions: Sessions,
+    sessions: SessionServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = DEFAULT_PAGE_SIZE,
     cursor: str | None = None,
 ) -> SessionList:

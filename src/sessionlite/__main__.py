@@ -1,34 +1,15 @@
-"""Command line: ``python -m sessionlite demo [--db PATH]``."""
+"""``python -m sessionlite ...``: the ``sessionlite`` command (see :mod:`sessionlite.cli`).
+
+``python -m sessionlite demo [--db PATH]`` plays the scripted demo conversation.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 
-import anyio
+from .cli import main
 
-from .demo import run_demo
-from .errors import SessionLiteError
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sessionlite", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="play a short scripted agent conversation")
-    demo.add_argument(
-        "--db",
-        default=None,
-        help="database file (default: the per-user data dir; ':memory:' for none)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        anyio.run(run_demo, args.db, sys.stdout)
-    except SessionLiteError as exc:
-        print(f"sessionlite: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

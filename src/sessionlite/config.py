@@ -136,7 +136,7 @@ def parse_options(**options: Any) -> ServiceOptions:
     values: dict[str, Any] = {}
     if "table_prefix" in options:
         prefix = options["table_prefix"]
-        if not isinstance(prefix, str) or (prefix and not TABLE_PREFIX_PATTERN.match(prefix)):
+        if not isinstance(prefix, str) or (prefix and not TABLE_PREFIX_PATTERN.fullmatch(prefix)):
             raise _bad(
                 "table_prefix",
                 f"{prefix!r} must match {TABLE_PREFIX_PATTERN.pattern} (letters, digits, '_')",

@@ -87,7 +87,8 @@ class ServiceRunner:
         self._state = _State.RUNNING
 
     async def _host(self) -> None:
-        assert self._ready is not None and self._stop_requested is not None
+        assert self._ready is not None
+        assert self._stop_requested is not None
         try:
             async with anyio.create_task_group() as task_group:
                 try:

@@ -3,10 +3,12 @@
 Every model round-trips exactly through the store: what you append is what you read
 back. Fields typed :data:`JSON` must hold real JSON values (``dict`` with ``str`` keys,
 ``list``, ``str``, finite numbers, ``bool``, ``None``) so that the round trip can be
-exact. They are checked when the model reaches the service (``append_event``,
+exact. The values are checked when the model reaches the service (``append_event``,
 ``create_session``...), not at construction, so that tuples, sets, bytes, NaN/infinity,
-non-string keys, recursive structures and naive datetimes are all reported the same
-way: :class:`~sessionlite.InvalidInputError`, with nothing stored.
+lone surrogates, recursive structures and naive datetimes — however deep, and however
+they got there — are all reported the same way: :class:`~sessionlite.InvalidInputError`,
+with nothing stored. Wrong field types themselves (e.g. ``author=3``, or a non-``str``
+key at the top of ``metadata``) are refused by pydantic when the model is built.
 """
 
 from __future__ import annotations
@@ -60,7 +62,12 @@ def _to_utc(value: datetime) -> datetime:
 def _to_utc_if_aware(value: datetime) -> datetime:
     # Naive datetimes are kept as given and refused by the service at append time, so
     # that every bad input surfaces as InvalidInputError from the call that stores it.
-    return value if value.tzinfo is None else value.astimezone(timezone.utc)
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range once converted to UTC") from None
 
 
 def _check_branch(value: str) -> str:

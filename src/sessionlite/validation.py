@@ -13,18 +13,21 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from pydantic import ConfigDict, JsonValue, TypeAdapter, ValidationError
+from pydantic import JsonValue
 from pydantic_core import PydanticSerializationError
 
 from .errors import InvalidInputError
 from .models import Event, ToolCall, ToolResult, Usage
 from .state import persisted_delta
 
-_JSON = TypeAdapter(JsonValue, config=ConfigDict(allow_inf_nan=False))
-_JSON_OBJECT = TypeAdapter(dict[str, JsonValue], config=ConfigDict(allow_inf_nan=False))
-
 # Fields of Event that the store keeps in its own columns (everything else is the body).
 EVENT_COLUMNS: set[str] = {"id", "author", "timestamp", "branch", "sequence", "partial"}
+
+MAX_JSON_DEPTH = 256  # nesting levels a JSON value may have
+# Python refuses to turn longer ints into text (sys.get_int_max_str_digits), so a stored
+# int this long could never be read back.
+MAX_INT_DIGITS = 4300
+_MAX_INT = 10**MAX_INT_DIGITS
 
 
 class PreparedEvent(NamedTuple):
@@ -40,25 +43,77 @@ class PreparedEvent(NamedTuple):
     delta: dict[str, JsonValue]
 
 
-def _first_error(what: str, exc: ValidationError) -> str:
-    """``what[loc]: message`` for the first error pydantic reports."""
-    error = exc.errors()[0]
-    location = "".join(f"[{part!r}]" for part in error["loc"])
-    return f"{what}{location}: {error['msg']}"
+class _NotJson(Exception):
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(path, problem)
+        self.path = path
+        self.problem = problem
+
+
+def _copy_json(value: Any, path: str, depth: int, active: set[int]) -> JsonValue:
+    """A deep copy of ``value`` if it is strict JSON; raises :class:`_NotJson` otherwise.
+
+    Strict: only dict (str keys), list, str, int, finite float, bool and None; no lone
+    surrogates (SQLite stores UTF-8); no int longer than Python can turn back from text.
+    """
+    if value is None or value is True or value is False:
+        return value
+    kind = type(value)
+    if kind is str:
+        _check_unicode(value, path)
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        if -_MAX_INT < value < _MAX_INT:
+            return value  # type: ignore[no-any-return]
+        raise _NotJson(path, f"an int longer than {MAX_INT_DIGITS} digits")
+    if kind is float:
+        if value - value == 0.0:  # finite (NaN and infinities give NaN)
+            return value  # type: ignore[no-any-return]
+        raise _NotJson(path, f"{value!r} (JSON has no NaN or infinity)")
+    if depth >= MAX_JSON_DEPTH:
+        raise _NotJson(path, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, (dict, list)):
+        if id(value) in active:
+            raise _NotJson(path, "a recursive structure (it contains itself)")
+        active.add(id(value))
+        try:
+            if isinstance(value, list):
+                return [
+                    _copy_json(item, f"{path}[{i}]", depth + 1, active)
+                    for i, item in enumerate(value)
+                ]
+            copy: dict[str, JsonValue] = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise _NotJson(path, f"a {type(key).__name__} key {key!r} (keys must be str)")
+                _check_unicode(key, f"{path} key")
+                copy[key] = _copy_json(item, f"{path}[{key!r}]", depth + 1, active)
+            return copy
+        finally:
+            active.discard(id(value))
+    if isinstance(value, str):  # str subclasses (e.g. StrEnum) are stored as plain str
+        _check_unicode(value, path)
+        return str(value)
+    raise _NotJson(path, f"a {kind.__name__} ({value!r:.60})")
+
+
+def _check_unicode(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _NotJson(path, "a string with a lone surrogate (not valid unicode)") from None
 
 
 def check_json(value: Any, what: str) -> JsonValue:
     """A validated deep copy of a JSON value, or :class:`InvalidInputError`."""
     try:
-        return _JSON.validate_python(value)
-    except ValidationError as exc:
+        return _copy_json(value, what, 0, set())
+    except _NotJson as exc:
         raise InvalidInputError(
             f"{what} must be JSON (dict with str keys, list, str, finite number, bool, "
-            f"None); {_first_error(what, exc)}",
+            f"None); {exc.path} is {exc.problem}",
             field=what,
         ) from None
-    except RecursionError:
-        raise InvalidInputError(f"{what} is nested too deeply", field=what) from None
 
 
 def check_json_object(value: Any, what: str) -> dict[str, JsonValue]:
@@ -67,14 +122,9 @@ def check_json_object(value: Any, what: str) -> dict[str, JsonValue]:
         raise InvalidInputError(f"{what} must be a dict, got {type(value).__name__}", field=what)
     if not value:
         return {}
-    try:
-        return _JSON_OBJECT.validate_python(value)
-    except ValidationError as exc:
-        raise InvalidInputError(
-            f"{what} must map str keys to JSON values; {_first_error(what, exc)}", field=what
-        ) from None
-    except RecursionError:
-        raise InvalidInputError(f"{what} is nested too deeply", field=what) from None
+    copy = check_json(dict(value), what)
+    assert isinstance(copy, dict)
+    return copy
 
 
 def check_text(value: Any, what: str, *, allow_empty: bool = False) -> str:

@@ -1,0 +1,369 @@
+"""OpenAI Agents SDK: ``SessionliteSession`` behaves as the SDK's ``SQLiteSession``.
+
+The behaviour tests run against ``SessionliteSession`` (over sessionlite's storage modes)
+and against the SDK's own ``SQLiteSession`` as the reference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents import Agent, RunConfig, Runner, SQLiteSession, function_tool
+from agents.items import ModelResponse, TResponseInputItem
+from agents.memory import Session as SdkSession
+from agents.memory import SessionSettings
+from agents.models.interface import Model
+from agents.usage import Usage
+from openai.types.responses import (
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+)
+
+from sessionlite import Event, InvalidInputError, ServiceClosedError, SessionService
+from sessionlite.integrations.openai_agents import (
+    DEFAULT_APP_NAME,
+    DEFAULT_USER_ID,
+    OPENAI_ITEM_FORMAT,
+    SessionliteSession,
+    event_to_item,
+    item_to_event,
+)
+
+MakeSession = Callable[..., Any]
+IMPLEMENTATIONS = ["sessionlite-file", "sessionlite-memory", "sessionlite-async", "sdk-sqlite"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+async def make_session(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[MakeSession]:
+    """Builds sessions; ``sdk-sqlite`` is the SDK's own, the reference behaviour."""
+    kind = request.param
+    if kind == "sdk-sqlite":
+        made: list[SQLiteSession] = []
+
+        def build_sdk(session_id: str, **kwargs: Any) -> SQLiteSession:
+            made.append(SQLiteSession(session_id, tmp_path / "sdk.db", **kwargs))
+            return made[-1]
+
+        yield build_sdk
+        for session in made:
+            session.close()
+        return
+    options: dict[str, Any] = {"async_persist": True} if kind == "sessionlite-async" else {}
+    path = ":memory:" if kind == "sessionlite-memory" else tmp_path / "sl.db"
+    async with SessionService(path, **options) as service:
+
+        def build(session_id: str, **kwargs: Any) -> SessionliteSession:
+            return SessionliteSession(session_id, service, **kwargs)
+
+        yield build
+
+
+def user(text: str) -> TResponseInputItem:
+    return {"role": "user", "content": text}
+
+
+ITEMS: list[Any] = [
+    {"role": "user", "content": "héllo ✓ — 日本"},
+    {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "add",
+        "arguments": '{"a": 1, "b": 2}',
+        "id": "fc_1",
+        "status": "completed",
+    },
+    {"type": "function_call_output", "call_id": "call_1", "output": "3"},
+    {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "3", "annotations": [], "logprobs": None}],
+    },
+    {"type": "reasoning", "id": "rs_1", "summary": [], "extra": {"n": 1.5, "big": 2**60}},
+]
+
+
+async def test_items_round_trip_exactly(make_session: MakeSession) -> None:
+    session = make_session("conv")
+    assert isinstance(session, SdkSession)
+    assert await session.get_items() == []
+    await session.add_items(ITEMS[:2])
+    await session.add_items(ITEMS[2:])
+    got = await session.get_items()
+    assert got == ITEMS
+    assert json.dumps(got) == json.dumps(ITEMS)  # key order and types too
+    await session.add_items([])
+    assert await session.get_items() == ITEMS
+
+
+async def test_get_items_limit(make_session: MakeSession) -> None:
+    session = make_session("conv")
+    await session.add_items([user(f"m{i}") for i in range(5)])
+    assert [i["content"] for i in await session.get_items(2)] == ["m3", "m4"]
+    assert await session.get_items(0) == []
+    assert len(await session.get_items(99)) == 5
+    assert len(await session.get_items(-1)) == 5  # SQLite's LIMIT -1: everything
+
+    limited = make_session("conv", session_settings=SessionSettings(limit=3))
+    assert [i["content"] for i in await limited.get_items()] == ["m2", "m3", "m4"]
+    assert len(await limited.get_items(1)) == 1
+    as_dict = make_session("conv", session_settings={"limit": 1})
+    assert isinstance(as_dict.session_settings, SessionSettings)
+    assert [i["content"] for i in await as_dict.get_items()] == ["m4"]
+
+
+async def test_pop_item(make_session: MakeSession) -> None:
+    session = make_session("conv")
+    assert await session.pop_item() is None
+    await session.add_items([user("a"), user("b")])
+    assert await session.pop_item() == user("b")
+    assert await session.get_items() == [user("a")]
+    assert await session.pop_item() == user("a")
+    assert await session.pop_item() is None
+
+
+async def test_clear_session(make_session: MakeSession) -> None:
+    session = make_session("conv")
+    other = make_session("other")
+    await session.clear_session()  # nothing there yet
+    await session.add_items([user("a"), user("b")])
+    await other.add_items([user("keep")])
+    await session.clear_session()
+    assert await session.get_items() == []
+    assert await other.get_items() == [user("keep")]
+    await session.add_items([user("again")])
+    assert await session.get_items() == [user("again")]
+
+
+async def test_sessions_are_separate(make_session: MakeSession) -> None:
+    one, two = make_session("one"), make_session("two")
+    await one.add_items([user("1")])
+    await two.add_items([user("2")])
+    assert await one.get_items() == [user("1")]
+    assert await two.get_items() == [user("2")]
+    assert await make_session("one").get_items() == [user("1")]
+
+
+# -- sessionlite only -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[SessionService]:
+    async with SessionService(tmp_path / "sl.db") as svc:
+        yield svc
+
+
+async def test_mapping_to_sessionlite(service: SessionService) -> None:
+    default = SessionliteSession("conv", service)
+    assert (default.app_name, default.user_id) == (DEFAULT_APP_NAME, DEFAULT_USER_ID)
+    assert repr(default) == "<SessionliteSession 'conv' app='openai-agents' user='default'>"
+    await default.add_items(ITEMS)
+    stored = await service.get_session(
+        app_name="openai-agents", user_id="default", session_id="conv"
+    )
+    assert stored is not None
+    assert [e.author for e in stored.events] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "assistant",
+    ]
+    assert [e.content for e in stored.events] == ITEMS
+    assert all(e.metadata == {"format": OPENAI_ITEM_FORMAT} for e in stored.events)
+
+    mine = SessionliteSession("conv", service, app_name="support", user_id="ann")
+    assert await mine.get_items() == []
+    await mine.add_items([user("x")])
+    page = await service.list_sessions(app_name="support", user_id="ann")
+    assert [s.id for s in page.sessions] == ["conv"]
+
+
+async def test_add_items_is_all_or_nothing(service: SessionService) -> None:
+    session = SessionliteSession("conv", service)
+    await session.add_items([user("first")])
+    with pytest.raises(InvalidInputError):
+        await session.add_items([user("ok"), {"role": "user", "content": float("nan")}])
+    assert await session.get_items() == [user("first")]
+
+
+async def test_session_deleted_behind_our_back(service: SessionService) -> None:
+    session = SessionliteSession("conv", service)
+    await session.add_items([user("a")])
+    await service.delete_session(
+        app_name=DEFAULT_APP_NAME, user_id=DEFAULT_USER_ID, session_id="conv"
+    )
+    assert await session.get_items() == []
+    assert await session.pop_item() is None
+    await session.clear_session()
+    await session.add_items([user("b")])
+    assert await session.get_items() == [user("b")]
+
+
+async def test_clear_keeps_the_sessionlite_session(service: SessionService) -> None:
+    session = SessionliteSession("conv", service)
+    await session.add_items([user("a")])
+    await service.update_session_state(
+        app_name=DEFAULT_APP_NAME, user_id=DEFAULT_USER_ID, session_id="conv", delta={"k": 1}
+    )
+    await session.clear_session()
+    stored = await service.get_session(
+        app_name=DEFAULT_APP_NAME, user_id=DEFAULT_USER_ID, session_id="conv"
+    )
+    assert stored is not None and stored.events == [] and stored.state == {"k": 1}
+
+
+async def test_closed_service(tmp_path: Path) -> None:
+    async with SessionService(tmp_path / "x.db") as svc:
+        session = SessionliteSession("conv", svc)
+    with pytest.raises(ServiceClosedError):
+        await session.add_items([])
+    with pytest.raises(ServiceClosedError):
+        await session.get_items()
+
+
+async def test_events_written_without_the_sdk(service: SessionService) -> None:
+    native = await service.create_session(
+        app_name=DEFAULT_APP_NAME, user_id=DEFAULT_USER_ID, session_id="c"
+    )
+    await service.append_event(native, Event(author="user", content="hi"))
+    await service.append_event(native, Event(author="bot", content={"x": "é"}))
+    await service.append_event(native, Event(author="bot"))
+    items = await SessionliteSession("c", service).get_items()
+    assert items == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": '{"x": "é"}'},
+        {"role": "assistant", "content": ""},
+    ]
+
+
+def test_item_event_mapping() -> None:
+    event = item_to_event({"type": "custom"}, event_id="e1")
+    assert (event.id, event.author, event.content) == ("e1", "assistant", {"type": "custom"})
+    assert event_to_item(event) == {"type": "custom"}
+    assert item_to_event("odd").author == "assistant"
+    assert item_to_event({"role": "", "type": "x_output"}).author == "tool"
+
+
+# -- the proof: the SDK's Runner, a scripted model, a restart --------------------------------
+
+
+class ScriptedModel(Model):
+    """Answers from a script and records its inputs; never touches a network."""
+
+    def __init__(self, outputs: list[list[Any]]) -> None:
+        self.outputs = outputs
+        self.inputs: list[Any] = []
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: Any,
+        tools: Any,
+        output_schema: Any,
+        handoffs: Any,
+        tracing: Any,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: Any,
+    ) -> ModelResponse:
+        self.inputs.append(input)
+        return ModelResponse(output=self.outputs.pop(0), usage=Usage(), response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def say(text: str, message_id: str) -> ResponseOutputMessage:
+    return ResponseOutputMessage(
+        id=message_id,
+        type="message",
+        role="assistant",
+        status="completed",
+        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+    )
+
+
+def tool_call(call_id: str, **args: Any) -> ResponseFunctionToolCall:
+    return ResponseFunctionToolCall(
+        type="function_call",
+        call_id=call_id,
+        name="add",
+        arguments=json.dumps(args),
+        id=f"fc_{call_id}",
+        status="completed",
+    )
+
+
+@function_tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+NO_TRACING = RunConfig(tracing_disabled=True)
+
+
+@pytest.mark.parametrize("options", [{}, {"async_persist": True}], ids=["durable", "async"])
+async def test_runner_conversation_survives_a_restart(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    path = tmp_path / "agents.db"
+    model = ScriptedModel(
+        [[tool_call("c1", a=1, b=2)], [say("It is 3.", "m1")], [say("Bye!", "m2")]]
+    )
+    agent = Agent(name="calc", model=model, tools=[add])
+    async with SessionService(path, **options) as service:
+        session = SessionliteSession("chat", service, user_id="ann")
+        first = await Runner.run(agent, "What is 1+2?", session=session, run_config=NO_TRACING)
+        second = await Runner.run(agent, "Thanks.", session=session, run_config=NO_TRACING)
+        assert (first.final_output, second.final_output) == ("It is 3.", "Bye!")
+        before = await session.get_items()
+    assert [i.get("type", "message") for i in before] == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
+        "message",
+        "message",
+    ]
+    assert before[2]["output"] == "3"
+
+    # A new process: a new service on the same file, a new session object and model.
+    model = ScriptedModel([[tool_call("c2", a=3, b=4)], [say("7, as before plus 4.", "m3")]])
+    agent = Agent(name="calc", model=model, tools=[add])
+    async with SessionService(path) as service:
+        session = SessionliteSession("chat", service, user_id="ann")
+        assert await session.get_items() == before
+        third = await Runner.run(agent, "And 3+4?", session=session, run_config=NO_TRACING)
+        assert third.final_output == "7, as before plus 4."
+        # The model saw the whole earlier conversation first.
+        assert model.inputs[0] == [*before, user("And 3+4?")]
+        after = await session.get_items()
+    assert after[: len(before)] == before
+    assert after[len(before)] == user("And 3+4?")
+    assert after[-2]["output"] == "7"
+    assert len(after) == len(before) + 4
+
+    # The same conversation through the SDK's own SQLiteSession gives the same items.
+    reference = SQLiteSession("chat", tmp_path / "sdk.db")
+    try:
+        model = ScriptedModel(
+            [[tool_call("c1", a=1, b=2)], [say("It is 3.", "m1")], [say("Bye!", "m2")]]
+        )
+        agent = Agent(name="calc", model=model, tools=[add])
+        await Runner.run(agent, "What is 1+2?", session=reference, run_config=NO_TRACING)
+        await Runner.run(agent, "Thanks.", session=reference, run_config=NO_TRACING)
+        assert await reference.get_items() == before
+    finally:
+        reference.close()
