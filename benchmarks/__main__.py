@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--json PATH] [--rebuild]``: run every speed target.
+"""``python -m benchmarks [--quick] [--json PATH] [--rebuild] [--only NAME ...]``: run the targets.
 
 Prints a table and a PASS/FAIL line per target. Exits 0 whatever the numbers
 (benchmarks are not tests); a crash exits non-zero.
@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Any
 
 import sessionlite
 
-from . import bench_append, bench_read
+from . import bench_append, bench_async, bench_memory, bench_read, bench_summaries
+
+BENCHMARKS = ("append", "read", "async", "memory", "summaries")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,26 +33,68 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="large read database of 100k events instead of 1M (whole run under 2 minutes)",
+        help="smaller sizes: a read database of 100k events instead of 1M, 100k events instead "
+        "of 1M for the memory target (whole run under 2 minutes)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached read databases")
     parser.add_argument(
-        "--only", choices=("append", "read"), help="run one benchmark instead of both"
+        "--only",
+        choices=BENCHMARKS,
+        action="append",
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable; one of: {', '.join(BENCHMARKS)})",
     )
     parser.add_argument(
-        "--tmpdir", metavar="DIR", help="where the append benchmark creates fresh databases"
+        "--tmpdir",
+        metavar="DIR",
+        help="where the append, async, memory and summaries benchmarks create fresh databases",
     )
     return parser
+
+
+def _git_revision() -> str | None:
+    """The checked-out commit, with ``+dirty`` when src/ has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average: above the CPU count, other processes skew the numbers."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _environment() -> dict[str, Any]:
     return {
         "sessionlite": sessionlite.__version__,
+        "git": _git_revision(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "load_average_1min_at_start": _load_average(),
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -59,19 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     env = _environment()
     mode = "quick" if args.quick else "full"
     print(
-        f"sessionlite {env['sessionlite']} benchmarks ({mode}) — Python {env['python']}, "
-        f"SQLite {env['sqlite']}, {env['platform']}, {env['cpus']} CPUs",
+        f"sessionlite {env['sessionlite']} ({env['git'] or 'no git'}) benchmarks ({mode}) — "
+        f"Python {env['python']}, "
+        f"SQLite {env['sqlite']}, {env['platform']}, {env['cpus']} CPUs, load average "
+        f"{env['load_average_1min_at_start']}",
         flush=True,
     )
     results: dict[str, Any] = {"mode": mode, "environment": env}
     started = time.perf_counter()
-    if args.only in (None, "append"):
+    only = set(args.only or BENCHMARKS)
+    if "append" in only:
         append = bench_append.run(
             sessions=100, events_per_session=100, repeats=3, tmp_root=args.tmpdir
         )
         print("\n" + "\n".join(bench_append.report(append)), flush=True)
         results["append"] = append.to_json()
-    if args.only in (None, "read"):
+    if "read" in only:
         read = bench_read.run(
             small_events=10_000,
             large_events=100_000 if args.quick else 1_000_000,
@@ -81,8 +129,41 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("\n" + "\n".join(bench_read.report(read)), flush=True)
         results["read"] = read.to_json()
+    if "async" in only:
+        async_append = bench_async.run(
+            sessions=100, events_per_session=100, repeats=3, tmp_root=args.tmpdir
+        )
+        print("\n" + "\n".join(bench_async.report(async_append)), flush=True)
+        results["async_append"] = async_append.to_json()
+    if "memory" in only:
+        memory = bench_memory.run(
+            events=100_000 if args.quick else 1_000_000,
+            sessions=1000,
+            tmp_root=args.tmpdir,
+            quick=args.quick,
+        )
+        print("\n" + "\n".join(bench_memory.report(memory)), flush=True)
+        results["memory"] = memory.to_json()
+    if "summaries" in only:
+        summaries = bench_summaries.run(
+            sessions=20,
+            events_per_session=400,
+            tmp_root=args.tmpdir,
+        )
+        print("\n" + "\n".join(bench_summaries.report(summaries)), flush=True)
+        results["summaries"] = summaries.to_json()
     results["total_s"] = time.perf_counter() - started
-    print(f"\ntotal {results['total_s']:.1f} s")
+    results["load_average_1min_at_end"] = _load_average()
+    print(
+        f"\ntotal {results['total_s']:.1f} s; load average at the end "
+        f"{results['load_average_1min_at_end']} ({env['cpus']} CPUs)"
+    )
+    loads = [env["load_average_1min_at_start"], results["load_average_1min_at_end"]]
+    if env["cpus"] and any(load is not None and load > env["cpus"] for load in loads):
+        print(
+            f"warning: the load average exceeded the {env['cpus']} CPUs: other processes "
+            "competed with this run; its speed ratios are unreliable (rerun on a quiet machine)"
+        )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
