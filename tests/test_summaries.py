@@ -371,3 +371,35 @@ async def test_summary_of_deleted_session(make_service: MakeService) -> None:
         await new_session(service)  # the same id again: a fresh session, no summary
         assert await stored(service) is None
         assert (await reload(service)).summaries == {}
+
+
+async def test_overlapping_jobs_for_one_session_never_go_backwards(
+    make_service: MakeService,
+) -> None:
+    # Race (found by the benchmarks): with two workers, a job for events 1..10 still
+    # running while a second job for the same session covers 1..20. If the first
+    # finished last, the stored summary went back to 10. Jobs for one session and
+    # branch now run one at a time, so the second sees only what the first left.
+    fake = FakeSummarizer()
+    async with make_service(summarizer=fake, summary_workers=2) as service:
+        session = await new_session(service)
+        await add(service, session, *["user"] * 10)
+        fake.block()
+        assert await service.enqueue_summary(session)
+        await wait_for_call(fake, "s")
+        await add(service, session, *["assistant"] * 10)
+        assert await service.enqueue_summary(session)  # a second worker takes it
+        await anyio.wait_all_tasks_blocked()
+        assert fake.calls == 1  # the second job waits for the first
+        fake.release()
+        with anyio.fail_after(5):
+            while fake.calls < 2:
+                fake.entered = anyio.Event()
+                await fake.entered.wait()
+        # A direct run queues behind the second job (same lock), then finds nothing new.
+        assert await service.summarize(session) is None
+        first, second = fake.requests
+        assert [len(first.events), len(second.events)] == [10, 10]
+        assert second.previous is not None
+        assert second.previous.through_sequence == 10
+        assert some(await stored(service)).through_sequence == 20

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -33,6 +34,7 @@ from ..store.base import AppendCommand, AppendOutcome, SessionKey, Storage
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000  # commands per background transaction at most
+YIELD_EVERY = 32  # accepted appends between two passes through the event loop
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between attempts after a lock error
 
 
@@ -66,6 +68,7 @@ class Persister:
         self._progress: anyio.Event | None = None  # events are made in start()
         self._failures: list[_Failure] = []
         self._running = 0
+        self._accepted = 0
         self._stopped: anyio.Event | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -144,10 +147,17 @@ class Persister:
         item = _Item(command, waiter)
         try:
             try:
-                # Room in the queue: accept without a trip through the event loop.
+                # Room in the queue: accept without a trip through the event loop...
                 sender.send_nowait(item)
             except anyio.WouldBlock:
                 await sender.send(item)  # full: wait for room (backpressure)
+            else:
+                # ...but let other tasks (the writers among them) run now and then, so
+                # a caller appending in a tight loop cannot starve them. Shielded: the
+                # event is accepted, so cancelling here would only mislead the caller.
+                self._accepted += 1
+                if self._accepted % YIELD_EVERY == 0:
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
         except BaseException as exc:  # closed, or the caller was cancelled while waiting
             self._pending[command.key] -= 1
             if self._pending[command.key] <= 0:

@@ -18,6 +18,14 @@ EventReader = Callable[[SessionKey, EventFilter], AsyncIterator[Event]]
 Barrier = Callable[[SessionKey], Awaitable[None]]
 
 
+class _CountedLock:
+    """A lock that is dropped from the table when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self.lock = anyio.Lock()
+        self.users = 0
+
+
 class SummaryJobRunner:
     """Runs summary jobs for one service; shared by the workers and ``summarize()``."""
 
@@ -39,6 +47,7 @@ class SummaryJobRunner:
         self._timeout = timeout
         self._read_events = read_events
         self._barrier = barrier
+        self._locks: dict[tuple[SessionKey, str], _CountedLock] = {}
 
     async def run(self, key: SessionKey, branch: str, force: bool) -> Summary | None:
         """Summarize the events after the branch's previous summary.
@@ -51,8 +60,13 @@ class SummaryJobRunner:
             InvalidInputError: the summarizer returned something other than str/None.
             Exception: whatever the summarizer (or the store) raised.
         """
+        lock = self._locks.setdefault((key, branch), _CountedLock())
+        lock.users += 1
         try:
-            return await self._run(key, branch, force)
+            # One job at a time per session and branch: two overlapping jobs would each
+            # see a different set of new events, and the slower would win.
+            async with lock.lock:
+                return await self._run(key, branch, force)
         except TimeoutError:
             self._counters.summary_jobs_timed_out += 1
             raise
@@ -61,6 +75,10 @@ class SummaryJobRunner:
         except Exception:
             self._counters.summary_jobs_failed += 1
             raise
+        finally:
+            lock.users -= 1
+            if not lock.users:
+                del self._locks[(key, branch)]
 
     async def _run(self, key: SessionKey, branch: str, force: bool) -> Summary | None:
         await self._barrier(key)  # async_persist: summarize what was accepted

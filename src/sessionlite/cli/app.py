@@ -1,0 +1,239 @@
+"""The typer application: global options, the database a command works on, and how
+errors become a message and an exit code.
+
+Exit codes: 0 success; 1 the operation failed (a locked or damaged database, a failed
+check, bad data in an import); 2 a usage error (a bad path or option). Commands raise
+:class:`UsageError` for 2 and :class:`DataError` or a :class:`~sessionlite.SessionLiteError`
+for 1; :func:`guarded` turns them into one ``sessionlite: error: ...`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+from rich.text import Text
+
+from .. import __version__
+from ..config import DEFAULT_BUSY_TIMEOUT, parse_options
+from ..errors import DatabaseLockedError, InvalidInputError, SessionLiteError
+from ..service import default_db_path
+from ..store.sqlite.schema import SCHEMA_VERSION
+from .output import err_console
+
+__all__ = [
+    "AppFilter",
+    "DataError",
+    "JsonFlag",
+    "ProgressFlag",
+    "Target",
+    "UsageError",
+    "UserFilter",
+    "app",
+    "check_file_arg",
+    "existing_db",
+    "fail",
+    "guarded",
+    "main",
+    "new_or_existing_db",
+    "run",
+    "target_of",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="sessionlite",
+    help="Inspect, export, back up and maintain a sessionlite database.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+# -- errors and exit codes --------------------------------------------------------------
+
+
+class UsageError(Exception):
+    """A bad path or option: reported with exit code 2."""
+
+
+class DataError(Exception):
+    """Bad content in an import file: reported with exit code 1, with its line number."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.message if self.line is None else f"line {self.line}: {self.message}"
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print ``message`` as the command's error; the exit to raise with ``code``."""
+    err_console().print(Text(f"sessionlite: error: {message}"))
+    return typer.Exit(code)
+
+
+def guarded(fn: F) -> F:
+    """Turn the errors a command may meet into a message and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as exc:
+            raise fail(str(exc), 2) from None
+        except DatabaseLockedError:
+            raise fail(
+                "the database is locked by another process (for longer than --busy-timeout); "
+                "retry later or pass a longer --busy-timeout",
+                1,
+            ) from None
+        except (SessionLiteError, DataError) as exc:
+            raise fail(str(exc), 1) from None
+        except OSError as exc:
+            raise fail(str(exc), 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run an async function of the command to completion."""
+    return anyio.run(fn, *args)
+
+
+# -- the database the command works on ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The global options: which database, with which table prefix and lock timeout."""
+
+    db: Path | None
+    table_prefix: str = ""
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT.total_seconds()
+
+    @property
+    def path(self) -> Path:
+        return default_db_path() if self.db is None else self.db
+
+    def service_options(self, *, schema_version: int = 0) -> dict[str, Any]:
+        """Options for a service on the database. Given the current schema version, the
+        service only checks the schema instead of migrating it, so opening it takes no
+        write lock: reading commands work while another process holds it."""
+        return {
+            "table_prefix": self.table_prefix,
+            "busy_timeout": self.busy_timeout,
+            "create_schema": schema_version != SCHEMA_VERSION,
+        }
+
+
+def target_of(ctx: typer.Context) -> Target:
+    """The global options the command was called with."""
+    target = ctx.find_root().obj
+    assert isinstance(target, Target)
+    return target
+
+
+def check_file_arg(path: Path, what: str) -> None:
+    """Refuse ``:memory:`` and directories where a database file is expected."""
+    if str(path) == ":memory:":
+        raise UsageError(f"{what} must be a database file; ':memory:' is empty in a new process")
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory; pass the path of a database file")
+
+
+def existing_db(target: Target) -> Path:
+    """The database file, which must exist."""
+    path = target.path
+    check_file_arg(path, "--db")
+    if not path.exists():
+        hint = "" if target.db is not None else " (the default database; pass --db PATH)"
+        raise UsageError(f"no database at {path}{hint}")
+    return path
+
+
+def new_or_existing_db(target: Target) -> Path:
+    """The database file, created by the command if needed (its directory must exist)."""
+    path = target.path
+    check_file_arg(path, "--db")
+    if target.db is not None and not path.parent.is_dir():
+        raise UsageError(f"directory {path.parent} does not exist; create it first")
+    return path
+
+
+# -- global options -------------------------------------------------------------------
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sessionlite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            envvar="SESSIONLITE_DB",
+            help="Database file (default: the per-user data dir, as SessionService(None)).",
+            show_default=False,
+        ),
+    ] = None,
+    table_prefix: Annotated[
+        str, typer.Option(help="Table prefix the application uses (table_prefix option).")
+    ] = "",
+    busy_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a write waits for another process's lock.", min=0),
+    ] = DEFAULT_BUSY_TIMEOUT.total_seconds(),
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_show_version
+        ),
+    ] = False,
+) -> None:
+    """Inspect, export, back up and maintain a sessionlite database."""
+    try:
+        parse_options(table_prefix=table_prefix)
+    except InvalidInputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--table-prefix") from None
+    ctx.obj = Target(db, table_prefix, busy_timeout)
+
+
+# Options several commands share.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+AppFilter = Annotated[str | None, typer.Option("--app", help="Only this app.")]
+UserFilter = Annotated[str | None, typer.Option("--user", help="Only this user.")]
+ProgressFlag = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Show a progress bar on stderr (default: when it is a terminal).",
+        show_default=False,
+    ),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line (the ``sessionlite`` script) and return its exit code."""
+    try:
+        app(args=None if argv is None else list(argv), prog_name="sessionlite")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)  # pragma: no cover - typer exits with ints
+        return 1  # pragma: no cover
+    return 0  # pragma: no cover - standalone typer always exits

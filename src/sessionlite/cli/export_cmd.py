@@ -1,0 +1,171 @@
+"""``export``: write sessions, events and state as JSON lines (see :mod:`.jsonl_format`).
+
+Streamed: session keys are read a page at a time (:data:`.queries.KEY_PAGE`), each
+session's events through :meth:`~sessionlite.SessionService.iter_events`, so memory
+stays flat whatever the size of the database. A file is written next to its final name
+and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+from rich.progress import Progress
+
+from ..errors import SessionNotFoundError
+from ..service import SessionService
+from ..state import APP_PREFIX, USER_PREFIX
+from .app import AppFilter, ProgressFlag, Target, UsageError, UserFilter, guarded, run, target_of
+from .jsonl_format import (
+    NO_SEQUENCE,
+    AppStateLine,
+    EndLine,
+    EventLine,
+    Header,
+    SessionLine,
+    SummaryEntry,
+    UserStateLine,
+    encode,
+)
+from .output import err_console, progress_bar
+from .queries import Reader, reader
+
+__all__ = ["export"]
+
+
+@guarded
+def export(
+    ctx: typer.Context,
+    output: Annotated[str, typer.Argument(help="File to write, or - for stdout.")] = "-",
+    app_name: AppFilter = None,
+    user_id: UserFilter = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing file.")
+    ] = False,
+    progress: ProgressFlag = None,
+) -> None:
+    """Write sessions, events and state as JSON lines (streamed).
+
+    One JSON object per line: a header, then each session followed by its events,
+    then app and user state, then an end line with the counts.
+    """
+    target = target_of(ctx)
+    _check_output(output, overwrite)
+    with reader(target) as db, _open_output(output) as out:
+        counts = run(_export, target, db, out, app_name, user_id, progress_bar(progress))
+    if output != "-":
+        err_console().print(
+            f"Exported {counts.sessions} sessions and {counts.events} events to {output}"
+        )
+
+
+def _check_output(name: str, overwrite: bool) -> None:
+    if name == "-":
+        return
+    path = Path(name)
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; pass a file name for the export")
+    if not path.parent.is_dir():
+        raise UsageError(f"directory {path.parent} does not exist; create it first")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} exists; pass --overwrite to replace it")
+
+
+@contextmanager
+def _open_output(name: str) -> Iterator[IO[bytes]]:
+    """stdout for ``-``; else a file that appears, complete, only when the block succeeds."""
+    if name == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    path = Path(name)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("wb") as out:
+            yield out
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+async def _export(
+    target: Target,
+    db: Reader,
+    out: IO[bytes],
+    app_name: str | None,
+    user_id: str | None,
+    progress: Progress,
+) -> EndLine:
+    end = EndLine(sessions=0, events=0)
+    out.write(encode(Header()))
+    options = target.service_options(schema_version=db.schema_version)
+    async with SessionService(target.path, **options) as service:
+        with progress:
+            task = progress.add_task("Exporting", total=db.count_sessions(app_name, user_id))
+            for key in db.session_keys(app_name, user_id):
+                events = await _export_session(service, db, out, key)
+                if events is not None:
+                    end.sessions += 1
+                    end.events += events
+                progress.advance(task)
+        apps, users = db.state_scopes(app_name, user_id)
+        for scope_app in apps:
+            if state := await service.get_app_state(scope_app):
+                out.write(encode(AppStateLine(app_name=scope_app, state=state)))
+        for scope_app, scope_user in users:
+            if state := await service.get_user_state(scope_app, scope_user):
+                out.write(
+                    encode(UserStateLine(app_name=scope_app, user_id=scope_user, state=state))
+                )
+    out.write(encode(end))
+    return end
+
+
+async def _export_session(
+    service: SessionService, db: Reader, out: IO[bytes], key: tuple[str, str, str]
+) -> int | None:
+    """Write a session's line and its events; returns how many (None: it is gone)."""
+    app_name, user_id, session_id = key
+    session = await service.get_session(
+        app_name=app_name, user_id=user_id, session_id=session_id, num_recent_events=0
+    )
+    if session is None:  # deleted or expired since it was listed
+        return None
+    line = SessionLine(
+        app_name=app_name,
+        user_id=user_id,
+        id=session_id,
+        agent_id=session.agent_id,
+        metadata=session.metadata,
+        state={
+            k: v for k, v in session.state.items() if not k.startswith((APP_PREFIX, USER_PREFIX))
+        },
+        created_at=session.created_at,
+        updated_at=session.updated_at,
+        summaries=[
+            SummaryEntry(
+                branch=branch,
+                text=summary.text,
+                through_event_id=db.covered_event(key, branch, summary.through_sequence),
+                updated_at=summary.updated_at,
+            )
+            for branch, summary in sorted(session.summaries.items())
+        ],
+    )
+    out.write(encode(line))
+    count = 0
+    try:
+        async for event in service.iter_events(
+            app_name=app_name, user_id=user_id, session_id=session_id
+        ):
+            out.write(encode(EventLine(event=event), exclude=NO_SEQUENCE))
+            count += 1
+    except SessionNotFoundError:  # deleted between the two reads: its line stays, alone
+        pass
+    return count
