@@ -54,7 +54,7 @@ __all__ = ["DEFAULT_DB_FILENAME", "SessionService", "default_db_path"]
 
 DEFAULT_DB_FILENAME = "sessions.db"
 DEFAULT_PAGE_SIZE = 500  # events per page for iter_events and summary jobs
-RETRY_WINDOW = 64  # newest in-memory events checked for a retried id (async_persist)
+RETRY_WINDOW = 8  # newest in-memory events checked for a retried id (async_persist)
 MAX_LIST_LIMIT = 1000  # sessions per list_sessions page at most
 
 
