@@ -19,8 +19,8 @@ import pytest
 from rich.progress import Progress
 from typer.testing import CliRunner, Result
 
-from sessionlite import Event, SessionService, ToolCall, ToolResult, Usage, cli
-from sessionlite.cli import app, main
+from sessionlite import Event, SessionService, ToolCall, ToolResult, Usage
+from sessionlite.cli import app, main, maintenance, queries
 from sessionlite.store.sqlite.schema import SCHEMA_VERSION
 from sessionlite.testing import FakeSummarizer, ManualClock
 
@@ -740,7 +740,7 @@ def test_export_pages_through_many_sessions(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = ok("--db", db, "export").stdout_bytes
-    monkeypatch.setattr(cli, "KEY_PAGE", 2)
+    monkeypatch.setattr(queries, "KEY_PAGE", 2)
     assert ok("--db", db, "export").stdout_bytes == whole
 
 
@@ -836,7 +836,7 @@ def test_an_interrupted_backup_leaves_no_file(
         def update(self, *args: Any, **kwargs: Any) -> None:
             raise Interrupted
 
-    monkeypatch.setattr(cli, "_progress", lambda enabled: FailingProgress(disable=True))
+    monkeypatch.setattr(maintenance, "progress_bar", lambda enabled: FailingProgress(disable=True))
     copy = tmp_path / "copy.db"
     with pytest.raises(Interrupted):
         invoke("--db", db, "backup", copy)
@@ -848,8 +848,8 @@ def test_an_interrupted_backup_leaves_no_file(
     ok("--db", db, "backup", copy)
     before = ok("--db", copy, "export").stdout_bytes
     ok("--db", db, "cleanup", "--retention", "0")
-    monkeypatch.setattr(cli, "_progress", lambda enabled: FailingProgress(disable=True))
-    monkeypatch.setattr(cli, "BACKUP_STEP_PAGES", 1)  # interrupted after the first page
+    monkeypatch.setattr(maintenance, "progress_bar", lambda enabled: FailingProgress(disable=True))
+    monkeypatch.setattr(maintenance, "BACKUP_STEP_PAGES", 1)  # interrupted after the first page
     with pytest.raises(Interrupted):
         invoke("--db", db, "backup", copy, "--overwrite")
     assert ok("--db", copy, "export").stdout_bytes == before

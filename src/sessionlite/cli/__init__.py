@@ -1,0 +1,54 @@
+"""The ``sessionlite`` command: inspect, export, import, back up and maintain a database.
+
+Usage: ``sessionlite [--db PATH] COMMAND ...`` (also ``python -m sessionlite ...``).
+
+``stats``, ``sessions`` and ``check`` read the file through a read-only sqlite3
+connection. ``show``, ``export``, ``import``, ``import-adk``, ``import-openai-agents``
+and ``cleanup`` go through :class:`~sessionlite.SessionService`, like an application
+would. ``backup`` copies the file with SQLite's online backup API inside one read
+transaction: a consistent snapshot, taken while applications keep writing. All of them
+work next to running applications (WAL lets readers and one writer proceed together);
+a write waits for the lock at most ``--busy-timeout``.
+
+Exit codes: 0 success; 1 the operation failed (a locked or damaged database, a failed
+check, bad data in an import); 2 a usage error (a bad path or option, a source file in
+the wrong format).
+
+Where things are:
+
+- :mod:`.app`: the typer app, global options, errors and exit codes, ``main``;
+- :mod:`.output`: consoles, JSON, tables, progress bars;
+- :mod:`.queries`: read-only SQL; :mod:`.inspect_cmds`: stats, sessions, show, check;
+- :mod:`.jsonl_format`: the export format; :mod:`.export_cmd`, :mod:`.import_cmd`;
+- :mod:`.migrate`: import-adk, import-openai-agents (other frameworks' files);
+- :mod:`.maintenance`: cleanup, vacuum, backup; :mod:`.demo_cmd`: demo.
+
+This package is the only one that imports typer and rich: ``import sessionlite`` does not.
+"""
+
+from __future__ import annotations
+
+from .app import app, main
+from .demo_cmd import demo
+from .export_cmd import export
+from .import_cmd import import_
+from .inspect_cmds import check, sessions, show, stats
+from .jsonl_format import EXPORT_FORMAT, EXPORT_VERSION
+from .maintenance import backup, cleanup, vacuum
+from .migrate import import_adk, import_openai_agents
+
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "app", "main"]
+
+# Registered here, in the order `sessionlite --help` lists them.
+app.command()(stats)
+app.command()(sessions)
+app.command()(show)
+app.command()(check)
+app.command()(export)
+app.command("import")(import_)
+app.command("import-adk")(import_adk)
+app.command("import-openai-agents")(import_openai_agents)
+app.command()(cleanup)
+app.command()(vacuum)
+app.command()(backup)
+app.command()(demo)
