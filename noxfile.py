@@ -58,5 +58,5 @@ def bench(session: nox.Session) -> None:
 
     ``nox -s bench -- --quick`` for a short run.
     """
-    session.install("-e", ".")
+    session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
