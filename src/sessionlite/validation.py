@@ -17,8 +17,8 @@ from pydantic import JsonValue
 from pydantic_core import PydanticSerializationError
 
 from .errors import InvalidInputError
-from .models import Event, ToolCall, ToolResult, Usage
-from .state import persisted_delta
+from .models import Event, Session, ToolCall, ToolResult, Usage
+from .state import APP_PREFIX, TEMP_PREFIX, USER_PREFIX, persisted_delta
 
 # Fields of Event that the store keeps in its own columns (everything else is the body).
 EVENT_COLUMNS: set[str] = {"id", "author", "timestamp", "branch", "sequence", "partial"}
@@ -159,6 +159,34 @@ def check_limit(value: Any, what: str, *, allow_none: bool = True) -> int | None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidInputError(f"{what} must be a non-negative int, got {value!r}", field=what)
     return value
+
+
+def check_positive_int(value: Any, what: str) -> int:
+    """An int of at least 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{what} must be a positive int, got {value!r}", field=what)
+    return value
+
+
+def check_session(session: Any) -> None:
+    """Raise :class:`InvalidInputError` unless ``session`` is a :class:`Session`."""
+    if not isinstance(session, Session):
+        raise InvalidInputError(
+            f"expected a sessionlite.Session, got {type(session).__name__}", field="session"
+        )
+
+
+def check_plain_keys(delta: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    """``delta`` itself if none of its keys carries a scope prefix (direct state calls)."""
+    for key in delta:
+        if key.startswith((APP_PREFIX, USER_PREFIX, TEMP_PREFIX)):
+            raise InvalidInputError(
+                f"key {key!r} carries a scope prefix; direct state calls take plain keys "
+                "(use update_app_state / update_user_state for shared state; temp: keys "
+                "are never stored)",
+                field="delta",
+            )
+    return delta
 
 
 def prepare_event(event: Any) -> PreparedEvent:
