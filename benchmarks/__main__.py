@@ -1,4 +1,6 @@
-"""``python -m benchmarks [--quick] [--json PATH] [--rebuild] [--only NAME ...]``: run the targets.
+"""``python -m benchmarks [--quick] [--json PATH] [--rebuild] [--only NAME ...] [--write-docs]``.
+
+Runs sessionlite's targets, the comparison with peer stores and the ADK runner loop.
 
 Prints a table and a PASS/FAIL line per target. Exits 0 whatever the numbers
 (benchmarks are not tests); a crash exits non-zero.
@@ -11,6 +13,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -20,9 +23,19 @@ from typing import Any
 
 import sessionlite
 
-from . import bench_append, bench_async, bench_memory, bench_read, bench_summaries
+from . import (
+    bench_adk_loop,
+    bench_append,
+    bench_async,
+    bench_memory,
+    bench_peers,
+    bench_read,
+    bench_summaries,
+    report,
+)
 
-BENCHMARKS = ("append", "read", "async", "memory", "summaries")
+BENCHMARKS = ("append", "read", "async", "memory", "summaries", "peers", "adk-loop")
+DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="smaller sizes: a read database of 100k events instead of 1M, 100k events instead "
-        "of 1M for the memory target (whole run under 2 minutes)",
+        "of 1M for the memory target, fewer and smaller peer workloads and ADK turns (whole "
+        "run under 2 minutes)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached read databases")
@@ -48,7 +62,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tmpdir",
         metavar="DIR",
-        help="where the append, async, memory and summaries benchmarks create fresh databases",
+        help="where the append, async, memory, summaries, peers and adk-loop benchmarks create "
+        "fresh databases",
+    )
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="write docs/benchmarks.md and docs/img/benchmarks/*.png from this run's results "
+        "(needs matplotlib)",
+    )
+    parser.add_argument(
+        "--docs-dir",
+        type=Path,
+        default=DOCS_DIR,
+        metavar="DIR",
+        help="the docs directory --write-docs writes into (default: the repository's docs/)",
     )
     return parser
 
@@ -86,9 +114,21 @@ def _load_average() -> float | None:
         return None
 
 
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def _environment() -> dict[str, Any]:
     return {
         "sessionlite": sessionlite.__version__,
+        "packages": report.package_versions(),
+        "cpu_model": _cpu_model(),
         "git": _git_revision(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
@@ -108,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {env['python']}, "
         f"SQLite {env['sqlite']}, {env['platform']}, {env['cpus']} CPUs, load average "
         f"{env['load_average_1min_at_start']}",
+        flush=True,
+    )
+    print(
+        "  packages: "
+        + ", ".join(f"{name} {version}" for name, version in env["packages"].items()),
         flush=True,
     )
     results: dict[str, Any] = {"mode": mode, "environment": env}
@@ -152,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("\n" + "\n".join(bench_summaries.report(summaries)), flush=True)
         results["summaries"] = summaries.to_json()
+    peers = None
+    if "peers" in only:
+        peers = bench_peers.run(quick=args.quick, rebuild=args.rebuild, tmp_root=args.tmpdir)
+        print("\n" + "\n".join(bench_peers.report(peers)), flush=True)
+        results["peers"] = peers.to_json()
+    loop = None
+    if "adk-loop" in only:
+        loop = bench_adk_loop.run(quick=args.quick, tmp_root=args.tmpdir)
+        print("\n" + "\n".join(bench_adk_loop.report(loop)), flush=True)
+        results["adk_loop"] = loop.to_json()
     results["total_s"] = time.perf_counter() - started
     results["load_average_1min_at_end"] = _load_average()
     print(
@@ -164,6 +219,14 @@ def main(argv: list[str] | None = None) -> int:
             f"warning: the load average exceeded the {env['cpus']} CPUs: other processes "
             "competed with this run; its speed ratios are unreliable (rerun on a quiet machine)"
         )
+    if args.write_docs:
+        cli = sys.argv[1:] if argv is None else argv
+        command = shlex.join(["python", "-m", "benchmarks", *cli])
+        written = report.write_docs(
+            results=results, peers=peers, loop=loop, command=command, docs_dir=args.docs_dir
+        )
+        for path in written:
+            print(f"wrote {path}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
