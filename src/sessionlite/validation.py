@@ -122,7 +122,8 @@ def check_json_object(value: Any, what: str) -> dict[str, JsonValue]:
         raise InvalidInputError(f"{what} must be a dict, got {type(value).__name__}", field=what)
     if not value:
         return {}
-    copy = check_json(dict(value), what)
+    # check_json copies as it validates; only a non-dict Mapping needs converting first.
+    copy = check_json(value if isinstance(value, dict) else dict(value), what)
     assert isinstance(copy, dict)
     return copy
 
