@@ -16,7 +16,7 @@ from pydantic import JsonValue
 from .config import Clock
 from .errors import InvalidInputError
 from .models import Event, Session, new_id
-from .state import ScopedDelta, split_delta
+from .state import encode_delta, split_delta
 from .store.base import AppendCommand, EventFilter, EventQuery, NewSession, SessionKey
 from .validation import (
     PreparedEvent,
@@ -130,25 +130,23 @@ def prepare_append(
     if expected_version is not None:
         check_limit(expected_version, "expected_version")
     prepared = [prepare_event(event) for event in events]
-    ids = [p.event.id for p in prepared]
-    if len(set(ids)) != len(ids):
-        raise InvalidInputError("events in one call must have distinct ids", field="events")
-    to_store = [p for p in prepared if not p.event.partial]
+    if len(prepared) == 1:  # append_event: the common case, kept lean
+        to_store = prepared if not prepared[0].event.partial else []
+        merged = prepared[0].event.state_delta
+    else:
+        ids = {p.row.event_id for p in prepared}
+        if len(ids) != len(prepared):
+            raise InvalidInputError("events in one call must have distinct ids", field="events")
+        to_store = [p for p in prepared if not p.event.partial]
+        merged = {}
+        for p in to_store:
+            merged.update(p.event.state_delta)  # last write wins per key
     if not to_store:
         return prepared, None
-    if len(to_store) == 1:
-        delta = split_delta(to_store[0].event.state_delta)
-    else:
-        delta = ScopedDelta()
-        for p in to_store:
-            scoped = split_delta(p.event.state_delta)
-            delta.session.update(scoped.session)
-            delta.app.update(scoped.app)
-            delta.user.update(scoped.user)
     command = AppendCommand(
         key=session_key(session.app_name, session.user_id, session.id),
         events=to_store,
-        delta=delta,
+        delta=encode_delta(merged),
         expected_version=expected_version,
         now=clock(),
     )

@@ -8,9 +8,11 @@ belongs to the session. These functions are pure so the rules are tested on thei
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from pydantic import JsonValue
+from pydantic_core import to_json
 
 APP_PREFIX = "app:"
 USER_PREFIX = "user:"
@@ -62,3 +64,39 @@ def merged_view(
     merged.update({APP_PREFIX + k: v for k, v in app_state.items()})
     merged.update({USER_PREFIX + k: v for k, v in user_state.items()})
     return merged
+
+
+StateRow = tuple[str, str]  # (key without its scope prefix, value as JSON text)
+
+
+class EncodedDelta(NamedTuple):
+    """A persisted delta split by scope, with every value already JSON text.
+
+    Encoded when the append is accepted, so a background write stores exactly what
+    was accepted even if the caller changes its objects afterwards.
+    """
+
+    session: Sequence[StateRow] = ()
+    app: Sequence[StateRow] = ()
+    user: Sequence[StateRow] = ()
+
+
+NO_DELTA = EncodedDelta()
+
+
+def encode_delta(delta: Mapping[str, JsonValue]) -> EncodedDelta:
+    """Split a checked delta by scope and encode its values (``temp:`` keys dropped)."""
+    if not delta:
+        return NO_DELTA
+    session: list[StateRow] = []
+    app: list[StateRow] = []
+    user: list[StateRow] = []
+    for key, value in delta.items():
+        text = to_json(value).decode()
+        if key.startswith(APP_PREFIX):
+            app.append((key[len(APP_PREFIX) :], text))
+        elif key.startswith(USER_PREFIX):
+            user.append((key[len(USER_PREFIX) :], text))
+        elif not key.startswith(TEMP_PREFIX):
+            session.append((key, text))
+    return EncodedDelta(session, app, user)

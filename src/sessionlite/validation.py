@@ -10,15 +10,16 @@ stored or what the session holds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from pydantic import JsonValue
-from pydantic_core import PydanticSerializationError
+from pydantic_core import PydanticSerializationError, to_json
 
 from .errors import InvalidInputError
 from .models import Event, Session, ToolCall, ToolResult, Usage
 from .state import APP_PREFIX, TEMP_PREFIX, USER_PREFIX, persisted_delta
+from .timestamps import to_micros
 
 # Fields of Event that the store keeps in its own columns (everything else is the body).
 EVENT_COLUMNS: set[str] = {"id", "author", "timestamp", "branch", "sequence", "partial"}
@@ -35,111 +36,162 @@ class PreparedEvent(NamedTuple):
 
     ``event`` carries the delta without ``temp:`` keys (what is stored, and what the
     session's event list shows); ``delta`` is the whole validated delta, ``temp:`` keys
-    included, for the in-memory session state; ``body`` is the serialized event.
+    included, for the in-memory session state; ``row`` is what the store writes,
+    snapshotted at validation: later changes to ``event`` (the caller gets it back) do
+    not reach the store, even when it is written in the background.
     """
 
     event: Event
-    body: str
+    row: EventRow
     delta: dict[str, JsonValue]
+
+    @property
+    def body(self) -> str:
+        """The serialized event (every field that has no column of its own)."""
+        return self.row[4]
+
+
+class EventRow(NamedTuple):
+    """The stored form of an event: its columns, and the JSON body for the rest."""
+
+    event_id: str
+    author: str
+    timestamp_us: int
+    branch: str
+    body: str
 
 
 class _NotJson(Exception):
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(path, problem)
-        self.path = path
+    """``problem`` found at ``path`` (built innermost first while the error unwinds)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
         self.problem = problem
+        self.segments: list[str] = []
+
+    def path(self, root: str) -> str:
+        return root + "".join(reversed(self.segments))
 
 
-def _copy_json(value: Any, path: str, depth: int, active: set[int]) -> JsonValue:
+def _copy_json(value: Any, depth: int, active: set[int]) -> JsonValue:
     """A deep copy of ``value`` if it is strict JSON; raises :class:`_NotJson` otherwise.
 
     Strict: only dict (str keys), list, str, int, finite float, bool and None; no lone
     surrogates (SQLite stores UTF-8); no int longer than Python can turn back from text.
+    This runs for every stored value, so the common cases come first and the path of a
+    bad value is only built when there is one.
     """
-    if value is None or value is True or value is False:
-        return value
     kind = type(value)
     if kind is str:
-        _check_unicode(value, path)
-        return value  # type: ignore[no-any-return]
+        if value.isascii() or _is_utf8(value):  # isascii() is O(1) in CPython
+            return value  # type: ignore[no-any-return]
+        raise _NotJson("a string with a lone surrogate (not valid unicode)")
     if kind is int:
         if -_MAX_INT < value < _MAX_INT:
             return value  # type: ignore[no-any-return]
-        raise _NotJson(path, f"an int longer than {MAX_INT_DIGITS} digits")
+        raise _NotJson(f"an int longer than {MAX_INT_DIGITS} digits")
+    if value is None or value is True or value is False:
+        return value
     if kind is float:
         if value - value == 0.0:  # finite (NaN and infinities give NaN)
             return value  # type: ignore[no-any-return]
-        raise _NotJson(path, f"{value!r} (JSON has no NaN or infinity)")
-    if depth >= MAX_JSON_DEPTH:
-        raise _NotJson(path, f"nested deeper than {MAX_JSON_DEPTH} levels")
+        raise _NotJson(f"{value!r} (JSON has no NaN or infinity)")
     if isinstance(value, (dict, list)):
+        if depth >= MAX_JSON_DEPTH:
+            raise _NotJson(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if not value:
+            return {} if isinstance(value, dict) else []
         if id(value) in active:
-            raise _NotJson(path, "a recursive structure (it contains itself)")
+            raise _NotJson("a recursive structure (it contains itself)")
         active.add(id(value))
         try:
             if isinstance(value, list):
-                return [
-                    _copy_json(item, f"{path}[{i}]", depth + 1, active)
-                    for i, item in enumerate(value)
-                ]
-            copy: dict[str, JsonValue] = {}
-            for key, item in value.items():
-                if type(key) is not str:
-                    raise _NotJson(path, f"a {type(key).__name__} key {key!r} (keys must be str)")
-                _check_unicode(key, f"{path} key")
-                copy[key] = _copy_json(item, f"{path}[{key!r}]", depth + 1, active)
-            return copy
+                return _copy_list(value, depth, active)
+            return _copy_dict(value, depth, active)
         finally:
             active.discard(id(value))
     if isinstance(value, str):  # str subclasses (e.g. StrEnum) are stored as plain str
-        _check_unicode(value, path)
-        return str(value)
-    raise _NotJson(path, f"a {kind.__name__} ({value!r:.60})")
+        if _is_utf8(value):
+            return str(value)
+        raise _NotJson("a string with a lone surrogate (not valid unicode)")
+    raise _NotJson(f"a {kind.__name__} ({value!r:.60})")
 
 
-def _check_unicode(text: str, path: str) -> None:
+def _copy_list(value: list[Any], depth: int, active: set[int]) -> list[JsonValue]:
+    copy: list[JsonValue] = []
+    for index, item in enumerate(value):
+        try:
+            copy.append(_copy_json(item, depth + 1, active))
+        except _NotJson as exc:
+            exc.segments.append(f"[{index}]")
+            raise
+    return copy
+
+
+def _copy_dict(value: dict[Any, Any], depth: int, active: set[int]) -> dict[str, JsonValue]:
+    copy: dict[str, JsonValue] = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            raise _NotJson(f"a {type(key).__name__} key {key!r} (keys must be str)")
+        if not (key.isascii() or _is_utf8(key)):
+            exc = _NotJson("a string with a lone surrogate (not valid unicode)")
+            exc.segments.append(" key")
+            raise exc
+        try:
+            copy[key] = _copy_json(item, depth + 1, active)
+        except _NotJson as exc:
+            exc.segments.append(f"[{key!r}]")
+            raise
+    return copy
+
+
+def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise _NotJson(path, "a string with a lone surrogate (not valid unicode)") from None
+        return False
+    return True
 
 
 def check_json(value: Any, what: str) -> JsonValue:
     """A validated deep copy of a JSON value, or :class:`InvalidInputError`."""
     try:
-        return _copy_json(value, what, 0, set())
+        return _copy_json(value, 0, set())
     except _NotJson as exc:
         raise InvalidInputError(
             f"{what} must be JSON (dict with str keys, list, str, finite number, bool, "
-            f"None); {exc.path} is {exc.problem}",
+            f"None); {exc.path(what)} is {exc.problem}",
             field=what,
         ) from None
 
 
 def check_json_object(value: Any, what: str) -> dict[str, JsonValue]:
     """A validated deep copy of a JSON object (``dict[str, JSON]``)."""
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(f"{what} must be a dict, got {type(value).__name__}", field=what)
+    if type(value) is not dict:
+        if not isinstance(value, Mapping):
+            raise InvalidInputError(
+                f"{what} must be a dict, got {type(value).__name__}", field=what
+            )
+        value = dict(value)
     if not value:
         return {}
-    # check_json copies as it validates; only a non-dict Mapping needs converting first.
-    copy = check_json(value if isinstance(value, dict) else dict(value), what)
+    copy = check_json(value, what)
     assert isinstance(copy, dict)
     return copy
 
 
 def check_text(value: Any, what: str, *, allow_empty: bool = False) -> str:
     """A non-empty string that SQLite can store (valid UTF-8: no lone surrogates)."""
+    if type(value) is str and value.isascii() and (value or allow_empty):
+        return value  # the common case, in O(1)
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be a str, got {type(value).__name__}", field=what)
     if not value and not allow_empty:
         raise InvalidInputError(f"{what} must not be empty", field=what)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
+    if not _is_utf8(value):
         raise InvalidInputError(
             f"{what} contains a lone surrogate and is not valid unicode", field=what
-        ) from None
+        )
     return value
 
 
@@ -191,36 +243,88 @@ def check_plain_keys(delta: dict[str, JsonValue]) -> dict[str, JsonValue]:
 
 
 def prepare_event(event: Any) -> PreparedEvent:
-    """Validate ``event`` and return a private copy with its serialized body."""
+    """Validate ``event`` and return a private copy with its stored row.
+
+    This runs for every appended event, so it builds the copy and the JSON body
+    directly rather than through ``model_copy`` / ``model_dump_json`` (several times
+    slower, and most of an append's cost on the event loop).
+    """
     if not isinstance(event, Event):
         raise InvalidInputError(
             f"expected a sessionlite.Event, got {type(event).__name__}", field="event"
         )
-    check_text(event.id, "event.id")
-    check_text(event.author, "event.author")
-    check_text(event.branch, "event.branch", allow_empty=True)
-    check_aware(event.timestamp, "event.timestamp")
-    delta = check_json_object(event.state_delta, "event.state_delta")
+    fields = event.__dict__
+    event_id = check_text(fields["id"], "event.id")
+    author = check_text(fields["author"], "event.author")
+    branch = check_text(fields["branch"], "event.branch", allow_empty=True)
+    timestamp = fields["timestamp"]
+    if timestamp.tzinfo is not timezone.utc:
+        check_aware(timestamp, "event.timestamp")
+    delta = check_json_object(fields["state_delta"], "event.state_delta")
+    stored_delta = persisted_delta(delta) if delta else {}
+    content = fields["content"]
+    if content is not None:
+        content = check_json(content, "event.content")
+    metadata = check_json_object(fields["metadata"], "event.metadata")
+    data = dict(fields)
+    data["content"] = content
+    data["metadata"] = metadata
+    data["state_delta"] = stored_delta
+    data["sequence"] = None
+    plain = True  # no nested models: the body can be built as a dict
+    if fields["tool_calls"]:
+        data["tool_calls"] = [_copy_tool_call(c) for c in fields["tool_calls"]]
+        plain = False
+    else:
+        data["tool_calls"] = []
+    if fields["tool_results"]:
+        data["tool_results"] = [_copy_tool_result(r) for r in fields["tool_results"]]
+        plain = False
+    else:
+        data["tool_results"] = []
+    if fields["usage"] is not None:
+        data["usage"] = _copy_usage(fields["usage"])
+        plain = False
+    copy = _event_from_fields(data, event)
     try:
-        copy = event.model_copy(
-            update={
-                "content": check_json(event.content, "event.content"),
-                "metadata": check_json_object(event.metadata, "event.metadata"),
-                "state_delta": persisted_delta(delta),
-                "tool_calls": [_copy_tool_call(c) for c in event.tool_calls]
-                if event.tool_calls
-                else [],
-                "tool_results": [_copy_tool_result(r) for r in event.tool_results]
-                if event.tool_results
-                else [],
-                "usage": None if event.usage is None else _copy_usage(event.usage),
-                "sequence": None,
-            }
+        body = (
+            _body_json(data)
+            if plain
+            else copy.model_dump_json(exclude=EVENT_COLUMNS, exclude_defaults=True)
         )
-        body = copy.model_dump_json(exclude=EVENT_COLUMNS, exclude_defaults=True)
     except PydanticSerializationError as exc:
-        raise InvalidInputError(f"event {event.id!r} cannot be serialized: {exc}") from None
-    return PreparedEvent(copy, body, delta)
+        raise InvalidInputError(f"event {event_id!r} cannot be serialized: {exc}") from None
+    row = EventRow(event_id, author, to_micros(timestamp), branch, body)
+    return PreparedEvent(copy, row, delta)
+
+
+# Body fields in model order, each with its default (omitted from the body when equal,
+# as model_dump_json(exclude_defaults=True) does, so both build the same text).
+_BODY_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (name, info.get_default(call_default_factory=True))
+    for name, info in Event.model_fields.items()
+    if name not in EVENT_COLUMNS
+)
+
+
+def _body_json(data: dict[str, Any]) -> str:
+    """The JSON body of an event without nested models (see :data:`_BODY_DEFAULTS`)."""
+    body = {}
+    for name, default in _BODY_DEFAULTS:
+        value = data[name]
+        if value != default:
+            body[name] = value
+    return to_json(body).decode()
+
+
+def _event_from_fields(data: dict[str, Any], source: Event) -> Event:
+    """An Event holding ``data`` (already validated), without running validation again."""
+    copy = Event.__new__(Event)
+    object.__setattr__(copy, "__dict__", data)
+    object.__setattr__(copy, "__pydantic_fields_set__", set(source.__pydantic_fields_set__))
+    object.__setattr__(copy, "__pydantic_extra__", None)
+    object.__setattr__(copy, "__pydantic_private__", None)
+    return copy
 
 
 def _copy_tool_call(call: Any) -> ToolCall:

@@ -15,8 +15,8 @@ from rich.text import Text
 from ..errors import SessionLiteError, SessionNotFoundError
 from ..models import Session
 from ..service import SessionService
-from ..store.sqlite.codec import from_micros
 from ..store.sqlite.schema import SCHEMA_VERSION
+from ..timestamps import from_micros
 from .app import (
     AppFilter,
     JsonFlag,

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..models import utc_now
-from ..store.sqlite.codec import to_micros
 from ..store.sqlite.errors import map_db_errors
 from ..store.sqlite.schema import _REQUIRED_TABLES, SCHEMA_VERSION, check_version, stored_version
+from ..timestamps import to_micros
 from .app import Target, UsageError, existing_db
 
 __all__ = [

@@ -19,7 +19,7 @@ from pydantic import JsonValue
 
 from ..errors import SessionNotFoundError
 from ..models import Event, Session, SessionPage, Summary
-from ..state import ScopedDelta
+from ..state import EncodedDelta, ScopedDelta
 from ..validation import PreparedEvent
 
 # Records created once per append are NamedTuples: several times cheaper to build than
@@ -76,14 +76,14 @@ class EventFilter:
 class AppendCommand(NamedTuple):
     """One atomic append: its events are all stored with the merged state delta, or none.
 
-    ``events`` are validated private copies (with their serialized bodies), without
-    ``temp:`` keys in their deltas and with ``sequence`` unset; ``delta`` is the merged
-    persisted delta of all of them.
+    ``events`` are validated private copies with the rows to store, without ``temp:``
+    keys in their deltas and with ``sequence`` unset; ``delta`` is the merged persisted
+    delta of all of them, encoded.
     """
 
     key: SessionKey
     events: Sequence[PreparedEvent]
-    delta: ScopedDelta
+    delta: EncodedDelta
     expected_version: int | None
     now: datetime
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pydantic_core
@@ -16,9 +15,7 @@ from pydantic import JsonValue, ValidationError
 
 from ...errors import DatabaseCorruptError, InvalidInputError
 from ...models import Event, Session, Summary
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
+from ...timestamps import from_micros
 
 EVENT_SELECT = "sequence, event_id, author, timestamp, branch, body"
 SESSION_SELECT = (
@@ -28,15 +25,6 @@ SESSION_SELECT = (
 
 EventRow = tuple[int, str, str, int, str, str]
 SessionRow = tuple[int, str, str, str, "str | None", str, int, int, "int | None", int]
-
-
-def to_micros(value: datetime) -> int:
-    """UTC microseconds since the epoch (exact for every aware datetime)."""
-    return (value - EPOCH) // _MICROSECOND
-
-
-def from_micros(value: int) -> datetime:
-    return EPOCH + value * _MICROSECOND
 
 
 def dumps(value: Any) -> str:

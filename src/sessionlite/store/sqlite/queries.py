@@ -35,6 +35,14 @@ _TEMPLATES = {
     "touch_session": """
         UPDATE {p}sessions SET version = version + 1, updated_at = ?, expires_at = ?
         WHERE pk = ? RETURNING version""",
+    # Finds a live session and moves it forward in one statement (appends without
+    # checks): bumps, timestamp, expiry; returns the new version and last sequence.
+    "advance_session": """
+        UPDATE {p}sessions SET version = version + ?, last_sequence = last_sequence + ?,
+            updated_at = ?, expires_at = ?
+        WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL
+          AND (expires_at IS NULL OR expires_at > ?)
+        RETURNING pk, version, last_sequence""",
     "update_after_append": """
         UPDATE {p}sessions SET version = ?, last_sequence = ?, updated_at = ?, expires_at = ?
         WHERE pk = ?""",
@@ -152,6 +160,7 @@ class Queries:
     expired_key: str
     insert_session: str
     touch_session: str
+    advance_session: str
     update_after_append: str
     refresh_expiry: str
     mark_deleted: str

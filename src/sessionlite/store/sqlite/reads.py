@@ -19,6 +19,7 @@ from pydantic import JsonValue
 from ...errors import InvalidInputError
 from ...models import Event, Session, SessionPage, Summary
 from ...state import merged_view
+from ...timestamps import to_micros
 from ..base import EventFilter, EventQuery, SessionKey
 from .codec import (
     SessionRow,
@@ -26,7 +27,6 @@ from .codec import (
     session_from_row,
     state_from_rows,
     summary_from_row,
-    to_micros,
 )
 from .queries import Queries
 

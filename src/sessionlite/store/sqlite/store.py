@@ -14,6 +14,7 @@ from pydantic import JsonValue
 from ...config import ServiceOptions
 from ...errors import StorageError
 from ...models import Event, Session, SessionPage, Summary
+from ...timestamps import from_micros, to_micros
 from ..base import (
     AppendCommand,
     AppendOutcome,
@@ -25,7 +26,6 @@ from ..base import (
     SessionWrite,
 )
 from . import cleanup, reads, schema, writes
-from .codec import from_micros, to_micros
 from .connection import ReaderPool, ThreadConnection
 from .queries import Queries, Retention
 from .writer import GroupCommitWriter

@@ -30,6 +30,7 @@ from ...errors import (
     StaleSessionError,
 )
 from ...models import Event, Session, Summary
+from ...timestamps import from_micros, to_micros
 from ..base import (
     AppendCommand,
     EventQuery,
@@ -38,46 +39,28 @@ from ..base import (
     SessionWrite,
     not_found,
 )
-from .codec import dumps, event_from_row, from_micros, to_micros
+from .codec import dumps, event_from_row, loads
 from .queries import Queries
 from .reads import find_live_session, load_session
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 
 
-EventFields = tuple[str, str, int, str, str]  # event_id, author, timestamp, branch, body
-StateRow = tuple[str, str]  # key, JSON value
-
-
 class AppendJob(NamedTuple):
-    """An append with its rows pre-built on the event loop's thread.
+    """An append as the writer thread runs it.
 
-    Building rows (and serializing state values) before the job reaches the writer
-    thread keeps that thread's Python work, and so its contention for the GIL with the
-    event loop, to a minimum.
+    Its rows were built and encoded when the append was accepted (see
+    :class:`~sessionlite.validation.PreparedEvent`), so the writer thread only binds
+    them: its Python work, and so its contention for the GIL with the event loop,
+    stays small.
     """
 
     command: AppendCommand
-    events: list[EventFields]
-    session_state: list[StateRow]
-    app_state: list[StateRow]
-    user_state: list[StateRow]
     now_us: int
 
     @classmethod
     def build(cls, command: AppendCommand) -> AppendJob:
-        delta = command.delta
-        return cls(
-            command=command,
-            events=[
-                (p.event.id, p.event.author, to_micros(p.event.timestamp), p.event.branch, p.body)
-                for p in command.events
-            ],
-            session_state=[(k, dumps(v)) for k, v in delta.session.items()],
-            app_state=[(k, dumps(v)) for k, v in delta.app.items()],
-            user_state=[(k, dumps(v)) for k, v in delta.user.items()],
-            now_us=to_micros(command.now),
-        )
+        return cls(command, to_micros(command.now))
 
 
 class Appended(NamedTuple):
@@ -232,80 +215,161 @@ def _session_for_write(
     return None if row is None else _LiveSession(*row)
 
 
+class _Rows:
+    """What a group of appends writes besides the sessions rows, gathered so that each
+    table gets one ``executemany``. State is merged per key (last write wins), so a
+    key written by many appends of the batch is written once."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.session_state: dict[tuple[int, str], str] = {}
+        self.app_state: dict[tuple[str, str], tuple[str, int]] = {}
+        self.user_state: dict[tuple[str, str, str], tuple[str, int]] = {}
+        self.trims: list[tuple[int, int]] = []
+
+    def add(self, job: AppendJob, pk: int, first_sequence: int) -> None:
+        command = job.command
+        self.events.extend(
+            (pk, sequence, *p.row) for sequence, p in enumerate(command.events, first_sequence)
+        )
+        delta = command.delta
+        for key, value in delta.session:
+            self.session_state[pk, key] = value
+        if delta.app or delta.user:
+            app_name, user_id = command.key.app_name, command.key.user_id
+            for key, value in delta.app:
+                self.app_state[app_name, key] = (value, job.now_us)
+            for key, value in delta.user:
+                self.user_state[app_name, user_id, key] = (value, job.now_us)
+
+    def trim(self, q: Queries, pk: int, last_sequence: int) -> None:
+        keep = q.policy.max_stored_events
+        if keep is not None and last_sequence > keep:
+            self.trims.append((pk, last_sequence - keep))
+
+    def write(self, conn: sqlite3.Connection, q: Queries) -> None:
+        if self.events:
+            conn.executemany(q.insert_event, self.events)
+        if self.trims:
+            conn.executemany(q.trim_events, self.trims)
+        _write_state(
+            conn,
+            q,
+            [(pk, key, value) for (pk, key), value in self.session_state.items()],
+            [(app, key, value, now) for (app, key), (value, now) in self.app_state.items()],
+            [
+                (app, user, key, value, now)
+                for (app, user, key), (value, now) in self.user_state.items()
+            ],
+        )
+
+
 def apply_appends(
     conn: sqlite3.Connection, q: Queries, jobs: Sequence[AppendJob], *, careful: bool
 ) -> list[Any]:
     """Apply independent appends; per-call failures are returned, storage errors raised.
 
-    With ``careful=False`` duplicate event ids are not looked up: the unique index
-    raises and the caller replays call by call with ``careful=True``, which handles
-    idempotent retries and conflicts.
+    Appends to one session are applied in order. Without checks to make (no
+    ``expected_version``, ``careful=False``) a session costs one ``UPDATE … RETURNING``
+    that both finds it and moves it forward; duplicate event ids are not looked up:
+    the unique index raises and the caller replays call by call with ``careful=True``,
+    which handles idempotent retries and conflicts.
     """
-    live: dict[SessionKey, _LiveSession | None] = {}
-    written: dict[int, _LiveSession] = {}
-    event_rows: list[tuple[Any, ...]] = []
-    session_rows: list[tuple[Any, ...]] = []
-    app_rows: list[tuple[Any, ...]] = []
-    user_rows: list[tuple[Any, ...]] = []
-    outcomes: list[Any] = []
-    for job in jobs:
-        key, now_us = job.command.key, job.now_us
-        if key not in live:
-            live[key] = _session_for_write(conn, q, key, now_us)
-        session = live[key]
-        if session is None:
-            outcomes.append(not_found(key))
-            continue
+    by_session: dict[SessionKey, list[int]] = {}
+    for index, job in enumerate(jobs):
+        by_session.setdefault(job.command.key, []).append(index)
+    outcomes: list[Any] = [None] * len(jobs)
+    rows = _Rows()
+    for key, indexes in by_session.items():
+        group = [jobs[i] for i in indexes]
+        if careful or any(job.command.expected_version is not None for job in group):
+            results = _append_checked(conn, q, key, group, rows, careful=careful)
+        else:
+            results = _append_unchecked(conn, q, key, group, rows)
+        for i, result in zip(indexes, results, strict=True):
+            outcomes[i] = result
+    rows.write(conn, q)
+    return outcomes
+
+
+def _append_unchecked(
+    conn: sqlite3.Connection, q: Queries, key: SessionKey, group: list[AppendJob], rows: _Rows
+) -> list[Any]:
+    events = sum(len(job.command.events) for job in group)
+    now_us = group[-1].now_us
+    row = conn.execute(
+        q.advance_session,
+        (
+            len(group),
+            events,
+            now_us,
+            q.policy.expiry(now_us, q.policy.session_ttl_us),
+            key.app_name,
+            key.user_id,
+            key.session_id,
+            group[0].now_us,
+        ),
+    ).fetchone()
+    if row is None:
+        return [not_found(key)] * len(group)
+    pk, version, last_sequence = row
+    version -= len(group)
+    sequence = last_sequence - events
+    results: list[Any] = []
+    for job in group:
+        version += 1
+        rows.add(job, pk, sequence + 1)
+        results.append(Appended(sequence + 1, version, job.now_us))
+        sequence += len(job.command.events)
+    rows.trim(q, pk, last_sequence)
+    return results
+
+
+def _append_checked(
+    conn: sqlite3.Connection,
+    q: Queries,
+    key: SessionKey,
+    group: list[AppendJob],
+    rows: _Rows,
+    *,
+    careful: bool,
+) -> list[Any]:
+    session = _session_for_write(conn, q, key, group[0].now_us)
+    if session is None:
+        return [not_found(key)] * len(group)
+    results: list[Any] = []
+    written = False
+    for job in group:
         expected = job.command.expected_version
         if expected is not None and expected != session.version:
-            outcomes.append(_stale(key, expected, session.version))
+            results.append(_stale(key, expected, session.version))
             continue
         if careful:
             stored = _stored_duplicates(conn, q, session.pk, key, job.command.events)
             if stored is not None:
-                outcomes.append(AlreadyStored(stored, session.version, session.updated_at_us))
+                results.append(AlreadyStored(stored, session.version, session.updated_at_us))
                 continue
-        pk, first = session.pk, session.last_sequence + 1
-        event_rows.extend(
-            (pk, sequence, *fields) for sequence, fields in enumerate(job.events, start=first)
-        )
-        session.last_sequence += len(job.events)
+        first = session.last_sequence + 1
+        rows.add(job, session.pk, first)
+        session.last_sequence += len(job.command.events)
         session.version += 1
-        session.updated_at_us = now_us
-        written[pk] = session
-        session_rows.extend((pk, *row) for row in job.session_state)
-        app_rows.extend((key.app_name, *row, now_us) for row in job.app_state)
-        user_rows.extend((key.app_name, key.user_id, *row, now_us) for row in job.user_state)
-        outcomes.append(Appended(first, session.version, now_us))
-    if event_rows:
-        conn.executemany(q.insert_event, event_rows)
+        session.updated_at_us = job.now_us
+        written = True
+        results.append(Appended(first, session.version, job.now_us))
     if written:
-        policy = q.policy
-        conn.executemany(
+        s = session
+        conn.execute(
             q.update_after_append,
-            [
-                (
-                    s.version,
-                    s.last_sequence,
-                    s.updated_at_us,
-                    policy.expiry(s.updated_at_us, policy.session_ttl_us),
-                    s.pk,
-                )
-                for s in written.values()
-            ],
+            (
+                s.version,
+                s.last_sequence,
+                s.updated_at_us,
+                q.policy.expiry(s.updated_at_us, q.policy.session_ttl_us),
+                s.pk,
+            ),
         )
-        if policy.max_stored_events is not None:
-            keep = policy.max_stored_events
-            conn.executemany(
-                q.trim_events,
-                [
-                    (s.pk, s.last_sequence - keep)
-                    for s in written.values()
-                    if s.last_sequence > keep
-                ],
-            )
-    _write_state(conn, q, session_rows, app_rows, user_rows)
-    return outcomes
+        rows.trim(q, s.pk, s.last_sequence)
+    return results
 
 
 def _stale(key: SessionKey, expected: int, actual: int) -> StaleSessionError:
@@ -334,13 +398,18 @@ def _stored_duplicates(
     """
     stored: list[Event] = []
     for prepared in events:
-        row = conn.execute(q.events_by_id, (session_pk, prepared.event.id)).fetchone()
+        new = prepared.row
+        row = conn.execute(q.events_by_id, (session_pk, new.event_id)).fetchone()
         if row is None:
             continue
-        existing = event_from_row(row)
-        if existing.model_copy(update={"sequence": None}) != prepared.event:
-            raise _conflict(key, prepared.event.id, "with different content")
-        stored.append(existing)
+        # Compared with the row snapshotted at acceptance (not the event object, which
+        # the caller may have changed since), bodies as JSON values.
+        _sequence, _id, author, timestamp_us, branch, body = row
+        if (author, timestamp_us, branch) != (new.author, new.timestamp_us, new.branch) or (
+            loads(body, f"event {new.event_id!r}") != loads(new.body, "the new event")
+        ):
+            raise _conflict(key, new.event_id, "with different content")
+        stored.append(event_from_row(row))
     if not stored:
         return None
     if len(stored) != len(events):
