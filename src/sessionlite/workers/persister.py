@@ -33,7 +33,7 @@ from ..store.base import AppendCommand, AppendOutcome, SessionKey, Storage
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 1000  # commands per background transaction at most
+MAX_BATCH = 10_000  # commands per background transaction at most
 YIELD_EVERY = 32  # accepted appends between two passes through the event loop
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between attempts after a lock error
 

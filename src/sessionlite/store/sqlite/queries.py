@@ -35,17 +35,21 @@ _TEMPLATES = {
     "touch_session": """
         UPDATE {p}sessions SET version = version + 1, updated_at = ?, expires_at = ?
         WHERE pk = ? RETURNING version""",
-    # Finds a live session and moves it forward in one statement (appends without
-    # checks): bumps, timestamp, expiry; returns the new version and last sequence.
-    "advance_session": """
-        UPDATE {p}sessions SET version = version + ?, last_sequence = last_sequence + ?,
-            updated_at = ?, expires_at = ?
-        WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL
-          AND (expires_at IS NULL OR expires_at > ?)
-        RETURNING pk, version, last_sequence""",
-    "update_after_append": """
-        UPDATE {p}sessions SET version = ?, last_sequence = ?, updated_at = ?, expires_at = ?
-        WHERE pk = ?""",
+    # Multi-row statements ({{values}}: see bulk.py) for batches of appends.
+    # The live sessions among (index, app, user, session id, now) rows, as one JSON
+    # row (one statement however many sessions the batch touches): [index, pk,
+    # version, last_sequence, updated_at] arrays.
+    "find_sessions": """
+        SELECT json_group_array(
+            json_array(k.column1, s.pk, s.version, s.last_sequence, s.updated_at))
+        FROM (VALUES {{values}}) AS k JOIN {p}sessions AS s
+          ON s.app_name = k.column2 AND s.user_id = k.column3 AND s.session_id = k.column4
+         AND s.deleted_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > k.column5)""",
+    # (pk, version, last_sequence, updated_at, expires_at) rows.
+    "update_sessions": """
+        UPDATE {p}sessions SET version = v.column2, last_sequence = v.column3,
+            updated_at = v.column4, expires_at = v.column5
+        FROM (VALUES {{values}}) AS v WHERE {p}sessions.pk = v.column1""",
     "refresh_expiry": """
         UPDATE {p}sessions SET expires_at = ?
         WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL
@@ -54,9 +58,9 @@ _TEMPLATES = {
     "mark_deleted": "UPDATE {p}sessions SET deleted_at = ? WHERE pk = ?",
     "delete_session": "DELETE FROM {p}sessions WHERE pk = ?",
     # -- events -----------------------------------------------------------------------
-    "insert_event": """
+    "insert_events": """
         INSERT INTO {p}events (session_pk, sequence, event_id, author, timestamp, branch, body)
-        VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        VALUES {{values}}""",
     "events_by_id": f"""
         SELECT {EVENT_SELECT} FROM {{p}}events WHERE session_pk = ? AND event_id = ?""",
     "newest_event": f"""
@@ -72,6 +76,9 @@ _TEMPLATES = {
     "session_state": "SELECT key, value FROM {p}session_state WHERE session_pk = ?",
     "upsert_session_state": """
         INSERT INTO {p}session_state (session_pk, key, value) VALUES (?, ?, ?)
+        ON CONFLICT (session_pk, key) DO UPDATE SET value = excluded.value""",
+    "upsert_session_states": """
+        INSERT INTO {p}session_state (session_pk, key, value) VALUES {{values}}
         ON CONFLICT (session_pk, key) DO UPDATE SET value = excluded.value""",
     "delete_session_state": "DELETE FROM {p}session_state WHERE session_pk = ?",
     # State of an expired scope is invisible at once, before the cleaner removes it.
@@ -160,12 +167,12 @@ class Queries:
     expired_key: str
     insert_session: str
     touch_session: str
-    advance_session: str
-    update_after_append: str
+    find_sessions: str
+    update_sessions: str
     refresh_expiry: str
     mark_deleted: str
     delete_session: str
-    insert_event: str
+    insert_events: str
     events_by_id: str
     newest_event: str
     delete_event_at: str
@@ -174,6 +181,7 @@ class Queries:
     delete_events_chunk: str
     session_state: str
     upsert_session_state: str
+    upsert_session_states: str
     delete_session_state: str
     app_state: str
     upsert_app_state: str

@@ -198,7 +198,7 @@ class SqliteStore:
         if self._writer is None:
             raise StorageError("the store is not open")
         jobs = [AppendJob.build(command) for command in commands]
-        results = await self._writer.submit_many(jobs)
+        results = await self._writer.run_now(jobs)
         return [
             result if isinstance(result, Exception) else _outcome(command, result)
             for command, result in zip(commands, results, strict=True)

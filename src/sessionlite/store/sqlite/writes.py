@@ -18,6 +18,7 @@ Every call's result (or exception) is returned in order; none is durable before 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -39,6 +40,7 @@ from ..base import (
     SessionWrite,
     not_found,
 )
+from .bulk import run_values
 from .codec import dumps, event_from_row, loads
 from .queries import Queries
 from .reads import find_live_session, load_session
@@ -216,12 +218,13 @@ def _session_for_write(
 
 
 class _Rows:
-    """What a group of appends writes besides the sessions rows, gathered so that each
-    table gets one ``executemany``. State is merged per key (last write wins), so a
-    key written by many appends of the batch is written once."""
+    """Everything a group of appends writes, gathered so that each table gets a few
+    multi-row statements (see :mod:`.bulk`). State is merged per key (last write
+    wins), so a key written by many appends of the batch is written once."""
 
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
+        self.sessions: list[tuple[int, int, int, int, int | None]] = []
         self.session_state: dict[tuple[int, str], str] = {}
         self.app_state: dict[tuple[str, str], tuple[str, int]] = {}
         self.user_state: dict[tuple[str, str, str], tuple[str, int]] = {}
@@ -242,26 +245,59 @@ class _Rows:
             for key, value in delta.user:
                 self.user_state[app_name, user_id, key] = (value, job.now_us)
 
-    def trim(self, q: Queries, pk: int, last_sequence: int) -> None:
-        keep = q.policy.max_stored_events
-        if keep is not None and last_sequence > keep:
-            self.trims.append((pk, last_sequence - keep))
+    def advance(self, q: Queries, session: _LiveSession) -> None:
+        """The session row after the group's appends (and the trim they make due)."""
+        policy = q.policy
+        self.sessions.append(
+            (
+                session.pk,
+                session.version,
+                session.last_sequence,
+                session.updated_at_us,
+                policy.expiry(session.updated_at_us, policy.session_ttl_us),
+            )
+        )
+        keep = policy.max_stored_events
+        if keep is not None and session.last_sequence > keep:
+            self.trims.append((session.pk, session.last_sequence - keep))
 
     def write(self, conn: sqlite3.Connection, q: Queries) -> None:
         if self.events:
-            conn.executemany(q.insert_event, self.events)
+            run_values(conn, q.insert_events, 7, self.events)
+        if self.sessions:
+            run_values(conn, q.update_sessions, 5, self.sessions)
         if self.trims:
             conn.executemany(q.trim_events, self.trims)
-        _write_state(
-            conn,
-            q,
-            [(pk, key, value) for (pk, key), value in self.session_state.items()],
-            [(app, key, value, now) for (app, key), (value, now) in self.app_state.items()],
-            [
-                (app, user, key, value, now)
-                for (app, user, key), (value, now) in self.user_state.items()
-            ],
-        )
+        if self.session_state:
+            run_values(
+                conn,
+                q.upsert_session_states,
+                3,
+                [(pk, key, value) for (pk, key), value in self.session_state.items()],
+            )
+        if self.app_state or self.user_state:
+            _write_state(
+                conn,
+                q,
+                [],
+                [(app, key, value, now) for (app, key), (value, now) in self.app_state.items()],
+                [
+                    (app, user, key, value, now)
+                    for (app, user, key), (value, now) in self.user_state.items()
+                ],
+            )
+
+
+def _find_sessions(
+    conn: sqlite3.Connection, q: Queries, keys: Sequence[tuple[SessionKey, int]]
+) -> dict[int, _LiveSession]:
+    """The live sessions among ``(key, now_us)`` pairs, by their index in ``keys``."""
+    rows = [(i, *key, now) for i, (key, now) in enumerate(keys)]
+    found: dict[int, _LiveSession] = {}
+    for (text,) in run_values(conn, q.find_sessions, 5, rows):
+        for index, *fields in json.loads(text):
+            found[index] = _LiveSession(*fields)
+    return found
 
 
 def apply_appends(
@@ -269,107 +305,62 @@ def apply_appends(
 ) -> list[Any]:
     """Apply independent appends; per-call failures are returned, storage errors raised.
 
-    Appends to one session are applied in order. Without checks to make (no
-    ``expected_version``, ``careful=False``) a session costs one ``UPDATE … RETURNING``
-    that both finds it and moves it forward; duplicate event ids are not looked up:
-    the unique index raises and the caller replays call by call with ``careful=True``,
-    which handles idempotent retries and conflicts.
+    Appends to one session are applied in order. The whole group costs a handful of
+    multi-row statements: one finds every session, then one per table writes. Without
+    ``careful``, duplicate event ids are not looked up: the unique index raises and the
+    caller replays call by call with ``careful=True``, which handles idempotent retries
+    and conflicts.
     """
     by_session: dict[SessionKey, list[int]] = {}
     for index, job in enumerate(jobs):
         by_session.setdefault(job.command.key, []).append(index)
+    # Liveness is judged at the first append's time; an expiry ends a session for good.
+    keys = [(key, jobs[indexes[0]].now_us) for key, indexes in by_session.items()]
+    live = _find_sessions(conn, q, keys)
     outcomes: list[Any] = [None] * len(jobs)
     rows = _Rows()
-    for key, indexes in by_session.items():
-        group = [jobs[i] for i in indexes]
-        if careful or any(job.command.expected_version is not None for job in group):
-            results = _append_checked(conn, q, key, group, rows, careful=careful)
-        else:
-            results = _append_unchecked(conn, q, key, group, rows)
-        for i, result in zip(indexes, results, strict=True):
-            outcomes[i] = result
+    for position, (key, indexes) in enumerate(by_session.items()):
+        session = live.get(position)
+        if session is None:
+            for i in indexes:
+                outcomes[i] = not_found(key)
+            continue
+        written = False
+        for i in indexes:
+            outcome = _apply_one(conn, q, key, session, jobs[i], rows, careful=careful)
+            outcomes[i] = outcome
+            written = written or isinstance(outcome, Appended)
+        if written:
+            rows.advance(q, session)
     rows.write(conn, q)
     return outcomes
 
 
-def _append_unchecked(
-    conn: sqlite3.Connection, q: Queries, key: SessionKey, group: list[AppendJob], rows: _Rows
-) -> list[Any]:
-    events = sum(len(job.command.events) for job in group)
-    now_us = group[-1].now_us
-    row = conn.execute(
-        q.advance_session,
-        (
-            len(group),
-            events,
-            now_us,
-            q.policy.expiry(now_us, q.policy.session_ttl_us),
-            key.app_name,
-            key.user_id,
-            key.session_id,
-            group[0].now_us,
-        ),
-    ).fetchone()
-    if row is None:
-        return [not_found(key)] * len(group)
-    pk, version, last_sequence = row
-    version -= len(group)
-    sequence = last_sequence - events
-    results: list[Any] = []
-    for job in group:
-        version += 1
-        rows.add(job, pk, sequence + 1)
-        results.append(Appended(sequence + 1, version, job.now_us))
-        sequence += len(job.command.events)
-    rows.trim(q, pk, last_sequence)
-    return results
-
-
-def _append_checked(
+def _apply_one(
     conn: sqlite3.Connection,
     q: Queries,
     key: SessionKey,
-    group: list[AppendJob],
+    session: _LiveSession,
+    job: AppendJob,
     rows: _Rows,
     *,
     careful: bool,
-) -> list[Any]:
-    session = _session_for_write(conn, q, key, group[0].now_us)
-    if session is None:
-        return [not_found(key)] * len(group)
-    results: list[Any] = []
-    written = False
-    for job in group:
-        expected = job.command.expected_version
-        if expected is not None and expected != session.version:
-            results.append(_stale(key, expected, session.version))
-            continue
-        if careful:
-            stored = _stored_duplicates(conn, q, session.pk, key, job.command.events)
-            if stored is not None:
-                results.append(AlreadyStored(stored, session.version, session.updated_at_us))
-                continue
-        first = session.last_sequence + 1
-        rows.add(job, session.pk, first)
-        session.last_sequence += len(job.command.events)
-        session.version += 1
-        session.updated_at_us = job.now_us
-        written = True
-        results.append(Appended(first, session.version, job.now_us))
-    if written:
-        s = session
-        conn.execute(
-            q.update_after_append,
-            (
-                s.version,
-                s.last_sequence,
-                s.updated_at_us,
-                q.policy.expiry(s.updated_at_us, q.policy.session_ttl_us),
-                s.pk,
-            ),
-        )
-        rows.trim(q, s.pk, s.last_sequence)
-    return results
+) -> Any:
+    """Check one append against ``session`` (as left by the group's earlier appends),
+    add its rows, and move ``session`` forward."""
+    expected = job.command.expected_version
+    if expected is not None and expected != session.version:
+        return _stale(key, expected, session.version)
+    if careful:
+        stored = _stored_duplicates(conn, q, session.pk, key, job.command.events)
+        if stored is not None:
+            return AlreadyStored(stored, session.version, session.updated_at_us)
+    first = session.last_sequence + 1
+    rows.add(job, session.pk, first)
+    session.last_sequence += len(job.command.events)
+    session.version += 1
+    session.updated_at_us = job.now_us
+    return Appended(first, session.version, job.now_us)
 
 
 def _stale(key: SessionKey, expected: int, actual: int) -> StaleSessionError:
