@@ -208,3 +208,15 @@ class SessionPage(BaseModel):
 
     sessions: list[Session]
     next_cursor: str | None = None
+
+
+def trusted_event(fields: dict[str, Any], fields_set: set[str]) -> Event:
+    """An :class:`Event` over ``fields`` (every field, already checked), built without
+    running validation: for the library's hot paths (appends, reads), where the values
+    have just been validated or come from rows that passed the same checks."""
+    event = Event.__new__(Event)
+    object.__setattr__(event, "__dict__", fields)
+    object.__setattr__(event, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event

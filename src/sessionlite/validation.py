@@ -17,7 +17,7 @@ from pydantic import JsonValue
 from pydantic_core import PydanticSerializationError, to_json
 
 from .errors import InvalidInputError
-from .models import Event, Session, ToolCall, ToolResult, Usage
+from .models import Event, Session, ToolCall, ToolResult, Usage, trusted_event
 from .state import APP_PREFIX, TEMP_PREFIX, USER_PREFIX, persisted_delta
 from .timestamps import to_micros
 
@@ -285,7 +285,7 @@ def prepare_event(event: Any) -> PreparedEvent:
     if fields["usage"] is not None:
         data["usage"] = _copy_usage(fields["usage"])
         plain = False
-    copy = _event_from_fields(data, event)
+    copy = trusted_event(data, set(event.__pydantic_fields_set__))
     try:
         body = (
             _body_json(data)
@@ -315,16 +315,6 @@ def _body_json(data: dict[str, Any]) -> str:
         if value != default:
             body[name] = value
     return to_json(body).decode()
-
-
-def _event_from_fields(data: dict[str, Any], source: Event) -> Event:
-    """An Event holding ``data`` (already validated), without running validation again."""
-    copy = Event.__new__(Event)
-    object.__setattr__(copy, "__dict__", data)
-    object.__setattr__(copy, "__pydantic_fields_set__", set(source.__pydantic_fields_set__))
-    object.__setattr__(copy, "__pydantic_extra__", None)
-    object.__setattr__(copy, "__pydantic_private__", None)
-    return copy
 
 
 def _copy_tool_call(call: Any) -> ToolCall:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import pydantic_core
 from pydantic import JsonValue, ValidationError
 
 from ...errors import DatabaseCorruptError, InvalidInputError
-from ...models import Event, Session, Summary
+from ...models import Event, Session, Summary, trusted_event
 from ...timestamps import from_micros
 
 EVENT_SELECT = "sequence, event_id, author, timestamp, branch, body"
@@ -40,28 +41,84 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str, what: str) -> Any:
+    """Parse stored JSON; :class:`~sessionlite.DatabaseCorruptError` if it is not JSON."""
     try:
-        return json.loads(text)
+        return _parse(text)
     except ValueError as exc:
         raise DatabaseCorruptError(f"stored {what} is not valid JSON: {exc}") from exc
 
 
+def _parse(text: str) -> Any:
+    """pydantic-core's parser (several times faster than :mod:`json`, and exact for every
+    value sessionlite writes); :mod:`json` for values nested deeper than it accepts."""
+    try:
+        return pydantic_core.from_json(text)
+    except ValueError:
+        return json.loads(text)  # deep nesting, or really not JSON (then it raises)
+
+
 def event_from_row(row: EventRow) -> Event:
     sequence, event_id, author, timestamp, branch, body = row
-    data = loads(body, f"event {event_id!r}")
-    if not isinstance(data, dict):
+    try:
+        data = _parse(body)
+    except ValueError as exc:
+        raise DatabaseCorruptError(f"stored event {event_id!r} is not valid JSON: {exc}") from exc
+    if type(data) is not dict:
         raise DatabaseCorruptError(f"stored event {event_id!r} is not a JSON object")
-    data.update(
-        id=event_id,
-        author=author,
-        timestamp=from_micros(timestamp),
-        branch=branch,
-        sequence=sequence,
-    )
+    data["id"] = event_id
+    data["author"] = author
+    data["timestamp"] = from_micros(timestamp)
+    data["branch"] = branch
+    data["sequence"] = sequence
+    if _is_plain(data):
+        fields = _PLAIN_TEMPLATE.copy()  # every field, in model order
+        fields.update(data)
+        for name in _EMPTY_BY_DEFAULT:
+            if name not in data:
+                fields[name] = [] if name.startswith("tool_") else {}
+        return trusted_event(fields, set(data))
     try:
         return Event.model_validate(data)
     except ValidationError as exc:
         raise DatabaseCorruptError(f"stored event {event_id!r} does not decode: {exc}") from exc
+
+
+# Event fields a plain stored event may carry, and the check each value must pass. An
+# event with only these (no tool calls, tool results or usage: nested models) and
+# well-typed values is built without running pydantic validation: reads return many
+# events, and validating each one was most of a read's cost. Anything else goes
+# through full validation, so a damaged row is still reported, never returned.
+_PLAIN_FIELDS: dict[str, Any] = {
+    "id": str,
+    "author": str,
+    "timestamp": datetime,
+    "branch": str,
+    "sequence": int,
+    "content": None,  # any JSON value
+    "reasoning": (str, type(None)),
+    "state_delta": dict,
+    "invocation_id": (str, type(None)),
+    "agent_id": (str, type(None)),
+    "model": (str, type(None)),
+    "metadata": dict,
+}
+_EMPTY_BY_DEFAULT = ("tool_calls", "tool_results", "state_delta", "metadata")
+_PLAIN_TEMPLATE: dict[str, Any] = {
+    name: None if info.is_required() or info.default_factory else info.default
+    for name, info in Event.model_fields.items()
+}
+_NOT_PLAIN = object()
+
+
+def _is_plain(data: dict[str, Any]) -> bool:
+    for name, value in data.items():
+        kind = _PLAIN_FIELDS.get(name, _NOT_PLAIN)
+        if kind is _NOT_PLAIN or (kind is not None and not isinstance(value, kind)):
+            return False
+    # The id and author columns are never empty, and a branch has no empty segment:
+    # the model's own rules, checked here as validation would.
+    branch = data["branch"]
+    return bool(data["id"]) and (not branch or "" not in branch.split("/"))
 
 
 def state_from_rows(rows: Iterable[tuple[str, str]], what: str) -> dict[str, JsonValue]:
