@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-import statistics
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +20,8 @@ from typing import Any
 
 from sessionlite import Event, SessionService
 
-from .workloads import APP_NAME, USER_ID, append_workload, best_and_median, body_of
+from . import throughput
+from .workloads import APP_NAME, USER_ID, append_workload, body_of
 
 TARGET_RATIO = 0.35
 CONTENT_CHARS = 500
@@ -70,35 +69,27 @@ class AppendResult:
 
     def ratio(self, baseline: list[float]) -> float:
         """sessionlite throughput / baseline throughput, best run of each."""
-        return min(baseline) / min(self.sessionlite_s)
+        return throughput.ratio(self.sessionlite_s, baseline)
 
     def median_ratio(self, baseline: list[float]) -> float:
-        """The same ratio from the median runs."""
-        return statistics.median(baseline) / statistics.median(self.sessionlite_s)
+        return throughput.median_ratio(self.sessionlite_s, baseline)
 
     @property
     def passed(self) -> bool:
         return self.ratio(self.baseline_serialize_s) >= TARGET_RATIO
 
     def to_json(self) -> dict[str, Any]:
-        def timings(values: list[float]) -> dict[str, Any]:
-            best, median = best_and_median(values)
-            return {
-                "runs_s": values,
-                "best_s": best,
-                "median_s": median,
-                "best_events_per_s": self.events / best,
-                "median_events_per_s": self.events / median,
-            }
-
+        n = self.events
         return {
             "sessions": self.sessions,
             "events_per_session": self.events_per_session,
-            "events": self.events,
+            "events": n,
             "repeats": self.repeats,
-            "sessionlite": timings(self.sessionlite_s),
-            "baseline_sqlite3_serialize_executemany": timings(self.baseline_serialize_s),
-            "baseline_sqlite3_executemany_only": timings(self.baseline_executemany_s),
+            "sessionlite": throughput.timings(self.sessionlite_s, n),
+            "baseline_sqlite3_serialize_executemany": throughput.timings(
+                self.baseline_serialize_s, n
+            ),
+            "baseline_sqlite3_executemany_only": throughput.timings(self.baseline_executemany_s, n),
             "ratio_vs_serialize_executemany": self.ratio(self.baseline_serialize_s),
             "median_ratio_vs_serialize_executemany": self.median_ratio(self.baseline_serialize_s),
             "ratio_vs_executemany_only": self.ratio(self.baseline_executemany_s),
@@ -201,7 +192,8 @@ def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
     conn.execute("COMMIT")
 
 
-def _baseline_once(workload: list[list[Event]], directory: Path, *, serialize: bool) -> float:
+def baseline_once(workload: list[list[Event]], directory: Path, serialize: bool) -> float:
+    """One baseline measurement: the workload's rows into a fresh file, one executemany."""
     conn = _open_baseline(directory / f"baseline-{'serialize' if serialize else 'rows'}.db")
     try:
         if serialize:
@@ -224,26 +216,19 @@ def run(
 ) -> AppendResult:
     """Measure sessionlite and both baselines ``repeats`` times each, interleaved."""
     workload = append_workload(sessions, events_per_session, CONTENT_CHARS)
-    lite: list[float] = []
-    serialize: list[float] = []
-    rows_only: list[float] = []
-    best_stats: tuple[int, int] | None = None
-    for _ in range(repeats):
-        # A fresh directory (so fresh database files) for every measurement.
-        with tempfile.TemporaryDirectory(prefix="sessionlite-bench-", dir=tmp_root) as tmp:
-            elapsed, stats = asyncio.run(_sessionlite_once(workload, Path(tmp)))
-            if not lite or elapsed < min(lite):
-                best_stats = stats
-            lite.append(elapsed)
-        with tempfile.TemporaryDirectory(prefix="sessionlite-bench-", dir=tmp_root) as tmp:
-            serialize.append(_baseline_once(workload, Path(tmp), serialize=True))
-        with tempfile.TemporaryDirectory(prefix="sessionlite-bench-", dir=tmp_root) as tmp:
-            rows_only.append(_baseline_once(workload, Path(tmp), serialize=False))
+
+    def measure(workload: list[list[Event]], directory: Path) -> tuple[float, Any]:
+        return asyncio.run(_sessionlite_once(workload, directory))
+
+    runs, serialize, rows_only = throughput.interleaved(
+        workload, repeats, tmp_root, measure, baseline_once
+    )
+    _, best_stats = min(runs, key=lambda run: run[0])
     return AppendResult(
         sessions=sessions,
         events_per_session=events_per_session,
         repeats=repeats,
-        sessionlite_s=lite,
+        sessionlite_s=[elapsed for elapsed, _ in runs],
         baseline_serialize_s=serialize,
         baseline_executemany_s=rows_only,
         write_statistics=best_stats,
@@ -257,18 +242,15 @@ def report(result: AppendResult) -> list[str]:
         f"Target 1: durable append throughput — {result.sessions} sessions x "
         f"{result.events_per_session} events ({n:,} events, ~{CONTENT_CHARS}-char content), "
         f"{result.sessions} concurrent tasks; best / median of {result.repeats}",
-        f"  {'measurement':<46} {'best s':>8} {'median s':>9} {'best ev/s':>11} "
-        f"{'median ev/s':>12}",
+        throughput.TABLE_HEADER,
+        throughput.table_row("sessionlite append_event (durable)", result.sessionlite_s, n),
+        throughput.table_row(
+            "sqlite3 serialize + executemany (baseline)", result.baseline_serialize_s, n
+        ),
+        throughput.table_row(
+            "sqlite3 executemany only, rows pre-built", result.baseline_executemany_s, n
+        ),
     ]
-    for label, values in (
-        ("sessionlite append_event (durable)", result.sessionlite_s),
-        ("sqlite3 serialize + executemany (baseline)", result.baseline_serialize_s),
-        ("sqlite3 executemany only, rows pre-built", result.baseline_executemany_s),
-    ):
-        best, median = best_and_median(values)
-        lines.append(
-            f"  {label:<46} {best:>8.3f} {median:>9.3f} {n / best:>11,.0f} {n / median:>12,.0f}"
-        )
     if result.write_statistics is not None:
         transactions, calls = result.write_statistics
         per = calls / transactions if transactions else 0.0
@@ -276,16 +258,12 @@ def report(result: AppendResult) -> list[str]:
             f"  group commit (best run): {transactions:,} transactions for {calls:,} write "
             f"calls ({per:.1f} calls per transaction)"
         )
-    serialize, rows_only = result.baseline_serialize_s, result.baseline_executemany_s
-    verdict = "PASS" if result.passed else "FAIL"
-    lines.append(
-        f"  {verdict}  target 1: throughput sessionlite / (sqlite3 serialize + executemany) = "
-        f"{result.ratio(serialize):.3f} best, {result.median_ratio(serialize):.3f} median "
-        f"(target >= {TARGET_RATIO}, on best)"
-    )
-    lines.append(
-        "  info  not the target: throughput sessionlite / (sqlite3 executemany only, rows "
-        f"pre-built) = {result.ratio(rows_only):.3f} best, {result.median_ratio(rows_only):.3f} "
-        "median"
+    lines += throughput.ratio_lines(
+        "target 1",
+        "sessionlite",
+        result.sessionlite_s,
+        result.baseline_serialize_s,
+        result.baseline_executemany_s,
+        TARGET_RATIO,
     )
     return lines

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from sessionlite import Event, SessionService
 
-from .bench_append import CONTENT_CHARS, _baseline_once, _check_stored
-from .workloads import APP_NAME, USER_ID, append_workload, best_and_median
+from . import throughput
+from .bench_append import CONTENT_CHARS, _check_stored, baseline_once
+from .workloads import APP_NAME, USER_ID, append_workload
 
 TARGET_RATIO = 0.6
 
@@ -69,35 +68,28 @@ class AsyncAppendResult:
 
     def ratio(self, baseline: list[float]) -> float:
         """Throughput to durability / baseline throughput, best run of each."""
-        return min(baseline) / min(self.durable_s)
+        return throughput.ratio(self.durable_s, baseline)
 
     def median_ratio(self, baseline: list[float]) -> float:
-        return statistics.median(baseline) / statistics.median(self.durable_s)
+        return throughput.median_ratio(self.durable_s, baseline)
 
     @property
     def passed(self) -> bool:
         return self.ratio(self.baseline_serialize_s) >= TARGET_RATIO
 
     def to_json(self) -> dict[str, Any]:
-        def timings(values: list[float]) -> dict[str, Any]:
-            best, median = best_and_median(values)
-            return {
-                "runs_s": values,
-                "best_s": best,
-                "median_s": median,
-                "best_events_per_s": self.events / best,
-                "median_events_per_s": self.events / median,
-            }
-
+        n = self.events
         return {
             "sessions": self.sessions,
             "events_per_session": self.events_per_session,
-            "events": self.events,
+            "events": n,
             "repeats": self.repeats,
-            "sessionlite_async_until_flush": timings(self.durable_s),
-            "sessionlite_async_until_last_accept": timings(self.accepted_s),
-            "baseline_sqlite3_serialize_executemany": timings(self.baseline_serialize_s),
-            "baseline_sqlite3_executemany_only": timings(self.baseline_executemany_s),
+            "sessionlite_async_until_flush": throughput.timings(self.durable_s, n),
+            "sessionlite_async_until_last_accept": throughput.timings(self.accepted_s, n),
+            "baseline_sqlite3_serialize_executemany": throughput.timings(
+                self.baseline_serialize_s, n
+            ),
+            "baseline_sqlite3_executemany_only": throughput.timings(self.baseline_executemany_s, n),
             "ratio_vs_serialize_executemany": self.ratio(self.baseline_serialize_s),
             "median_ratio_vs_serialize_executemany": self.median_ratio(self.baseline_serialize_s),
             "ratio_vs_executemany_only": self.ratio(self.baseline_executemany_s),
@@ -142,16 +134,13 @@ def run(
 ) -> AsyncAppendResult:
     """Measure sessionlite (async_persist) and both baselines ``repeats`` times, interleaved."""
     workload = append_workload(sessions, events_per_session, CONTENT_CHARS)
-    runs: list[AsyncRun] = []
-    serialize: list[float] = []
-    rows_only: list[float] = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="sessionlite-bench-", dir=tmp_root) as tmp:
-            runs.append(asyncio.run(_sessionlite_once(workload, Path(tmp))))
-        with tempfile.TemporaryDirectory(prefix="sessionlite-bench-", dir=tmp_root) as tmp:
-            serialize.append(_baseline_once(workload, Path(tmp), serialize=True))
-        with tempfile.TemporaryDirectory(prefix="sessionlite-bench-", dir=tmp_root) as tmp:
-            rows_only.append(_baseline_once(workload, Path(tmp), serialize=False))
+
+    def measure(workload: list[list[Event]], directory: Path) -> AsyncRun:
+        return asyncio.run(_sessionlite_once(workload, directory))
+
+    runs, serialize, rows_only = throughput.interleaved(
+        workload, repeats, tmp_root, measure, baseline_once
+    )
     return AsyncAppendResult(
         sessions=sessions,
         events_per_session=events_per_session,
@@ -164,42 +153,32 @@ def run(
 
 def report(result: AsyncAppendResult) -> list[str]:
     n = result.events
-    lines = [
+    stats = result.best_run.stats
+    return [
         f"Target 3: async-persist append throughput — {result.sessions} sessions x "
         f"{result.events_per_session} events ({n:,} events, ~{CONTENT_CHARS}-char content), "
         f"{result.sessions} concurrent tasks, SessionService(async_persist=True); timed from "
         f"the first append to flush() returning; best / median of {result.repeats}",
-        f"  {'measurement':<46} {'best s':>8} {'median s':>9} {'best ev/s':>11} "
-        f"{'median ev/s':>12}",
-    ]
-    for label, values in (
-        ("sessionlite append_event + flush (async)", result.durable_s),
-        ("  of which: until the last append returned", result.accepted_s),
-        ("sqlite3 serialize + executemany (baseline)", result.baseline_serialize_s),
-        ("sqlite3 executemany only, rows pre-built", result.baseline_executemany_s),
-    ):
-        best, median = best_and_median(values)
-        lines.append(
-            f"  {label:<46} {best:>8.3f} {median:>9.3f} {n / best:>11,.0f} {n / median:>12,.0f}"
-        )
-    stats = result.best_run.stats
-    lines.append(
+        throughput.TABLE_HEADER,
+        throughput.table_row("sessionlite append_event + flush (async)", result.durable_s, n),
+        throughput.table_row("  of which: until the last append returned", result.accepted_s, n),
+        throughput.table_row(
+            "sqlite3 serialize + executemany (baseline)", result.baseline_serialize_s, n
+        ),
+        throughput.table_row(
+            "sqlite3 executemany only, rows pre-built", result.baseline_executemany_s, n
+        ),
         f"  stats() over the timed region (best run): {stats['events_accepted']:,} accepted, "
         f"{stats['events_persisted']:,} persisted, {stats['write_transactions']:,} write "
         f"transactions for {stats['write_calls']:,} write calls (mean batch "
         f"{stats['mean_batch_size']:.1f}), {stats['persist_retries']} retries, "
-        f"{stats['persist_failures']} failures"
-    )
-    serialize, rows_only = result.baseline_serialize_s, result.baseline_executemany_s
-    verdict = "PASS" if result.passed else "FAIL"
-    lines.append(
-        f"  {verdict}  target 3: throughput sessionlite async / (sqlite3 serialize + "
-        f"executemany) = {result.ratio(serialize):.3f} best, "
-        f"{result.median_ratio(serialize):.3f} median (target >= {TARGET_RATIO}, on best)"
-    )
-    lines.append(
-        "  info  not the target: throughput sessionlite async / (sqlite3 executemany only, "
-        f"rows pre-built) = {result.ratio(rows_only):.3f} best, "
-        f"{result.median_ratio(rows_only):.3f} median"
-    )
-    return lines
+        f"{stats['persist_failures']} failures",
+        *throughput.ratio_lines(
+            "target 3",
+            "sessionlite async",
+            result.durable_s,
+            result.baseline_serialize_s,
+            result.baseline_executemany_s,
+            TARGET_RATIO,
+        ),
+    ]
