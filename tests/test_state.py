@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sessionlite import Event, InvalidInputError, SessionNotFoundError, SessionService
-from sessionlite.state import merged_view, split_delta
+from sessionlite.state import NO_DELTA, encode_delta, merged_view, split_delta
 
 
 def test_split_delta_pure() -> None:
@@ -14,8 +14,13 @@ def test_split_delta_pure() -> None:
     assert scoped.user == {"u": 2}
     assert scoped.temp == {"temp:t": 3}
     assert scoped.session == {"s": 4, "apple": 5}
-    assert not scoped.persisted_empty
-    assert split_delta({"temp:x": 1}).persisted_empty
+    assert encode_delta({"app:a": 1, "user:u": [2], "temp:t": 3, "s": "4"}) == (
+        [("s", '"4"')],
+        [("a", "1")],
+        [("u", "[2]")],
+    )
+    assert encode_delta({"temp:x": 1}) == ([], [], [])  # temp: keys are never stored
+    assert encode_delta({}) is NO_DELTA
     assert merged_view({"s": 1}, {"a": 2}, {"u": 3}) == {"s": 1, "app:a": 2, "user:u": 3}
 
 

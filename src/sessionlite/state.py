@@ -28,11 +28,6 @@ class ScopedDelta:
     user: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
     temp: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
 
-    @property
-    def persisted_empty(self) -> bool:
-        """True when nothing in the delta reaches the database."""
-        return not (self.session or self.app or self.user)
-
 
 def split_delta(delta: Mapping[str, JsonValue]) -> ScopedDelta:
     """Split a state delta into its scopes (prefixes removed from app/user keys)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..models import utc_now
 from ..store.sqlite.errors import map_db_errors
-from ..store.sqlite.schema import _REQUIRED_TABLES, SCHEMA_VERSION, check_version, stored_version
+from ..store.sqlite.schema import REQUIRED_TABLES, SCHEMA_VERSION, check_version, stored_version
 from ..timestamps import to_micros
 from .app import Target, UsageError, existing_db
 
@@ -246,7 +246,7 @@ def check_report(path: Path, target: Target) -> dict[str, Any]:
         version = stored_version(conn, p)
         report["schema_version"] = version
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        missing = [f"{p}{t}" for t in _REQUIRED_TABLES if f"{p}{t}" not in tables]
+        missing = [f"{p}{t}" for t in REQUIRED_TABLES if f"{p}{t}" not in tables]
         if version == 0:
             problems.append(f"no sessionlite tables with prefix {p!r}")
         elif version > SCHEMA_VERSION:

@@ -142,7 +142,7 @@ _V2 = [
 MIGRATIONS: list[list[str]] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_REQUIRED_TABLES = (
+REQUIRED_TABLES = (
     "sessions",
     "events",
     "session_state",
@@ -231,7 +231,7 @@ def verify(conn: sqlite3.Connection, prefix: str, path: str) -> None:
     check_version(int(conn.execute("PRAGMA user_version").fetchone()[0]), path)
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     check_foreign_tables(conn, prefix, path)
-    missing = [f"{prefix}{t}" for t in _REQUIRED_TABLES if f"{prefix}{t}" not in names]
+    missing = [f"{prefix}{t}" for t in REQUIRED_TABLES if f"{prefix}{t}" not in names]
     if missing:
         raise StorageError(
             f"{path} lacks table(s) {', '.join(missing)} and create_schema=False; create the "
