@@ -399,6 +399,13 @@ def test_import_rejects_bad_files(tmp_path: Path, data: bytes, message: str) -> 
     result = invoke("--db", tmp_path / "new.db", "import", source)
     assert result.exit_code == 1, result.output
     assert message in result.stderr
+    # The database the command created is gone again unless something was stored in it.
+    created = tmp_path / "new.db"
+    if created.exists():
+        with sqlite3.connect(created) as conn:
+            assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] > 0
+    else:
+        assert not any(tmp_path.glob("new.db*"))
 
 
 def test_import_reports_conflicting_events(tmp_path: Path) -> None:

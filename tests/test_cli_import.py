@@ -233,6 +233,11 @@ def test_import_openai_agents_custom_tables(sources: dict[str, Any], tmp_path: P
     assert "has no SQLiteSession tables" in wrong
     bad = refused("--db", db, "import-openai-agents", path, "--messages-table", "x; DROP y")
     assert "is not a table name" in bad
+    # Refused into a new database: no empty database file is left behind.
+    fresh = tmp_path / "fresh.db"
+    wrong = refused("--db", fresh, "import-openai-agents", path, "--messages-table", "other")
+    assert "has no SQLiteSession tables" in wrong
+    assert not any(tmp_path.glob("fresh.db*"))
 
 
 # -- refused sources and databases ---------------------------------------------------------

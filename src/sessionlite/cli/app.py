@@ -42,6 +42,7 @@ __all__ = [
     "guarded",
     "main",
     "new_or_existing_db",
+    "remove_database",
     "run",
     "target_of",
 ]
@@ -168,6 +169,12 @@ def new_or_existing_db(target: Target) -> Path:
     if target.db is not None and not path.parent.is_dir():
         raise UsageError(f"directory {path.parent} does not exist; create it first")
     return path
+
+
+def remove_database(path: Path) -> None:
+    """Delete a database file the command created, with its WAL and shared-memory files."""
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        path.with_name(name).unlink(missing_ok=True)
 
 
 # -- global options -------------------------------------------------------------------

@@ -47,7 +47,7 @@ from .jsonl_format import (
     parse_line,
 )
 from .output import err_console, progress_bar
-from .queries import reader
+from .queries import reader, remove_if_empty
 
 __all__ = ["DEFAULT_IMPORT_CHUNK", "ImportResult", "import_"]
 
@@ -71,11 +71,20 @@ def import_(
             raise UsageError(f"{source} is a directory; pass an export file")
         if not Path(source).exists():
             raise UsageError(f"no such file: {source}")
-    if path.exists():
+    created = not path.exists()
+    if not created:
         with reader(target):  # refuse a file without our tables, rather than add them
             pass
-    with _open_input(source) as (stream, size):
-        result = run(_import, target, stream, size, chunk_size, progress_bar(progress))
+    try:
+        with _open_input(source) as (stream, size):
+            result = run(_import, target, stream, size, chunk_size, progress_bar(progress))
+    except BaseException:
+        # Refused before anything was imported (a bad header, say): a database this
+        # command created holds nothing, so it leaves no file behind. A failure later
+        # keeps what was imported; a re-run resumes.
+        if created:
+            remove_if_empty(target)
+        raise
     console = err_console()
     console.print(f"Imported {result.sessions} sessions and {result.events} events into {path}")
     if result.skipped_summaries:

@@ -51,7 +51,7 @@ from .app import (
     target_of,
 )
 from .output import console, print_json, progress_bar
-from .queries import reader
+from .queries import reader, remove_if_empty
 
 __all__ = ["KIND_NAMES", "import_adk", "import_openai_agents"]
 
@@ -228,6 +228,7 @@ class _ProgressFeed:
 def _run_import(target: Target, importer: Importer, progress: bool | None) -> ImportSummary:
     bar = progress_bar(progress)
     feed = _ProgressFeed(bar)
+    created = not target.path.exists()  # by this command: removed if refused
 
     async def go() -> ImportSummary:
         async with SessionService(target.db, **target.service_options()) as service:
@@ -239,7 +240,10 @@ def _run_import(target: Target, importer: Importer, progress: bool | None) -> Im
     except InvalidInputError as exc:
         if feed.started:
             raise  # bad data partway: exit code 1, like any failed operation
-        # Refused before the first session (say, custom table names that are not there).
+        # Refused before the first session (say, custom table names that are not there):
+        # a database this command created holds nothing, so it leaves no file behind.
+        if created:
+            remove_if_empty(target)
         raise UsageError(str(exc)) from None
     return summary
 

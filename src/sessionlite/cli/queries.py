@@ -18,7 +18,7 @@ from ..models import utc_now
 from ..store.sqlite.errors import map_db_errors
 from ..store.sqlite.schema import REQUIRED_TABLES, SCHEMA_VERSION, check_version, stored_version
 from ..timestamps import to_micros
-from .app import Target, UsageError, existing_db
+from .app import Target, UsageError, existing_db, remove_database
 
 __all__ = [
     "KEY_PAGE",
@@ -27,6 +27,7 @@ __all__ = [
     "check_report",
     "read_only",
     "reader",
+    "remove_if_empty",
 ]
 
 KEY_PAGE = 500  # session keys read per query while exporting
@@ -64,6 +65,13 @@ class Reader:
         check_version(version, str(self.path))
         self.schema_version = version
         return version
+
+    def holds_data(self) -> bool:
+        """Whether any session (even deleted) or any app or user state is stored."""
+        return any(
+            self.conn.execute(f"SELECT 1 FROM {self.p}{table} LIMIT 1").fetchone()
+            for table in ("sessions", "app_state", "user_state")
+        )
 
     def live(self, alias: str = "") -> str:
         a = f"{alias}." if alias else ""
@@ -217,6 +225,17 @@ def reader(target: Target) -> Iterator[Reader]:
         result = Reader(conn, target.table_prefix, path)
         result.require_schema()
         yield result
+
+
+def remove_if_empty(target: Target) -> None:
+    """Delete the target database if it holds nothing: a command that created it and
+    then failed before storing anything leaves no file behind."""
+    if not target.path.exists():
+        return
+    with reader(target) as db:
+        if db.holds_data():
+            return
+    remove_database(target.path)
 
 
 # -- check --------------------------------------------------------------------------------
