@@ -23,7 +23,7 @@ from sessionlite import (
     ToolResult,
     Usage,
 )
-from sessionlite.store.sqlite.bulk import MAX_ROWS, chunks, run_values
+from sessionlite.store.sqlite.bulk import MAX_ROWS, padded_size, run_values
 from sessionlite.store.sqlite.codec import event_from_row
 from sessionlite.validation import EVENT_COLUMNS, MAX_JSON_DEPTH, prepare_event
 
@@ -78,38 +78,35 @@ def test_body_is_what_pydantic_would_serialize(
     )
 
 
-def test_chunks_cover_every_row_in_few_fixed_sizes() -> None:
-    for total in (0, 1, 2, 3, 100, MAX_ROWS - 1, MAX_ROWS, MAX_ROWS + 1, 1000):
-        rows = [(i, -i) for i in range(total)]
-        seen: list[int] = []
-        statements = 0
-        for size, params in chunks(rows):
-            assert size & (size - 1) == 0 and size <= MAX_ROWS  # a power of two
-            assert len(params) == 2 * size
-            seen.extend(params[::2])
-            statements += 1
-        assert seen == list(range(total))
-        assert statements <= MAX_ROWS.bit_length() + total // MAX_ROWS
+def test_statement_sizes_are_few_and_fit_their_rows() -> None:
+    sizes = {padded_size(rows) for rows in range(1, MAX_ROWS + 1)}
+    assert len(sizes) <= 8 + MAX_ROWS.bit_length()  # so every text stays prepared
+    for rows in range(1, MAX_ROWS + 1):
+        assert rows <= padded_size(rows) <= max(8, 2 * rows - 1)
 
 
 def test_run_values_returns_every_row() -> None:
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE t (a INTEGER, b TEXT)")
-    rows = [(i, str(i)) for i in range(700)]
-    run_values(conn, "INSERT INTO t (a, b) VALUES {values}", 2, rows)
-    assert conn.execute("SELECT a, b FROM t ORDER BY a").fetchall() == rows
-    got = run_values(conn, "SELECT count(*) FROM (VALUES {values})", 1, [(1,)] * 300)
-    assert [count for (count,) in got] == [256, 32, 8, 4]  # one result row per statement
+    insert = "INSERT INTO t (a, b) SELECT * FROM (VALUES {values}) WHERE column1 IS NOT NULL"
+    for total in (1, 7, 9, 300, MAX_ROWS, MAX_ROWS + 1, 2 * MAX_ROWS + 5):
+        conn.execute("DELETE FROM t")
+        rows = [(i, str(i)) for i in range(total)]
+        run_values(conn, insert, 2, rows)
+        assert conn.execute("SELECT a, b FROM t ORDER BY a").fetchall() == rows
+    got = run_values(conn, "SELECT count(column1) FROM (VALUES {values})", 1, [(1,)] * 300)
+    assert got == [(300,)]  # one statement, padding rows not counted
 
 
 @pytest.mark.parametrize("async_persist", [False, True])
 async def test_a_batch_across_more_sessions_than_one_statement_holds(
     tmp_path: Path, async_persist: bool
 ) -> None:
-    """600 sessions (several lookup/update statements per batch), 2 events each, some
-    sessions missing: sequences, versions and state come out exact."""
+    """More sessions than one statement holds (several lookup/update statements per
+    batch), 2 events each, some sessions missing: sequences, versions and state come out
+    exact."""
     path = tmp_path / "db.sqlite"
-    sessions = 600
+    sessions = MAX_ROWS + 100
     async with SessionService(path, async_persist=async_persist) as service:
         created = [
             await service.create_session(app_name="a", user_id="u", session_id=f"s{i}")

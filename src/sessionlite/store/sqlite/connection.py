@@ -24,6 +24,7 @@ from .errors import is_transient, translate
 T = TypeVar("T")
 
 MIN_SQLITE_VERSION = (3, 35, 0)  # RETURNING and row-value comparisons
+CACHED_STATEMENTS = 256
 _WAL_RETRY_PAUSE = 0.005  # seconds between attempts to switch a new file to WAL
 
 
@@ -52,6 +53,9 @@ class ThreadConnection:
             uri=uri,
             isolation_level=None,
             timeout=busy_timeout.total_seconds(),
+            # Room for the multi-row statements of every size (see bulk.py) next to
+            # the rest, so none is prepared again.
+            cached_statements=CACHED_STATEMENTS,
         )
         try:
             aio = await raw

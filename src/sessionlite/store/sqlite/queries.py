@@ -35,7 +35,8 @@ _TEMPLATES = {
     "touch_session": """
         UPDATE {p}sessions SET version = version + 1, updated_at = ?, expires_at = ?
         WHERE pk = ? RETURNING version""",
-    # Multi-row statements ({{values}}: see bulk.py) for batches of appends.
+    # Multi-row statements ({{values}}, padded with all-NULL rows: see bulk.py) for
+    # batches of appends.
     # The live sessions among (index, app, user, session id, now) rows, as one JSON
     # row (one statement however many sessions the batch touches): [index, pk,
     # version, last_sequence, updated_at] arrays.
@@ -60,7 +61,7 @@ _TEMPLATES = {
     # -- events -----------------------------------------------------------------------
     "insert_events": """
         INSERT INTO {p}events (session_pk, sequence, event_id, author, timestamp, branch, body)
-        VALUES {{values}}""",
+        SELECT * FROM (VALUES {{values}}) WHERE column1 IS NOT NULL""",
     "events_by_id": f"""
         SELECT {EVENT_SELECT} FROM {{p}}events WHERE session_pk = ? AND event_id = ?""",
     "newest_event": f"""
@@ -78,7 +79,8 @@ _TEMPLATES = {
         INSERT INTO {p}session_state (session_pk, key, value) VALUES (?, ?, ?)
         ON CONFLICT (session_pk, key) DO UPDATE SET value = excluded.value""",
     "upsert_session_states": """
-        INSERT INTO {p}session_state (session_pk, key, value) VALUES {{values}}
+        INSERT INTO {p}session_state (session_pk, key, value)
+        SELECT * FROM (VALUES {{values}}) WHERE column1 IS NOT NULL
         ON CONFLICT (session_pk, key) DO UPDATE SET value = excluded.value""",
     "delete_session_state": "DELETE FROM {p}session_state WHERE session_pk = ?",
     # State of an expired scope is invisible at once, before the cleaner removes it.

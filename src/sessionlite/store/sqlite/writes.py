@@ -3,11 +3,12 @@
 The writer gathers concurrent write calls into one ``BEGIN IMMEDIATE`` transaction
 (group commit). :func:`execute_batch` runs such a batch:
 
-* consecutive appends first go through a set-based *fast path* (one lookup per session,
-  one ``executemany`` per table) inside a savepoint;
+* consecutive appends first go through a set-based *fast path* (a few multi-row
+  statements for the lot, see :mod:`.bulk`) inside a savepoint, or without one when the
+  batch holds nothing but appends;
 * if anything in it fails (a duplicate event id, a storage error...), the fast path is
-  rolled back and each call is replayed in its own SAVEPOINT with full checks, so one bad
-  call fails alone;
+  rolled back (the savepoint, or the whole transaction) and each call is replayed in its
+  own SAVEPOINT with full checks, so one bad call fails alone;
 * any other write runs in its own SAVEPOINT;
 * if SQLite aborts the whole transaction (it does on SQLITE_FULL, I/O errors...), the
   batch is replayed without the call that caused it.
@@ -133,7 +134,18 @@ def _one_transaction(
 ) -> list[Any]:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        outcomes: list[Any] = []
+        if fast and all(isinstance(job, AppendJob) for job in jobs):
+            # Appends only (every async_persist batch, most durable ones): the fast
+            # path needs no savepoint, since on failure the whole transaction is
+            # rolled back and replayed call by call. Fewer statements, fewer waits
+            # for the GIL in this thread.
+            try:
+                outcomes = apply_appends(conn, q, jobs, careful=False)  # type: ignore[arg-type]
+            except Exception as exc:
+                raise _FastPathFailed from exc
+            conn.execute("COMMIT")
+            return outcomes
+        outcomes = []
         i = 0
         while i < len(jobs):
             job = jobs[i]
