@@ -35,47 +35,42 @@ json_value = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    content=json_value,
-    reasoning=st.none() | st.text(max_size=5),
-    delta=st.dictionaries(st.sampled_from(["a", "app:b", "user:c", "temp:d"]), json_value),
-    metadata=st.dictionaries(st.text(max_size=4), json_value, max_size=2),
-    model=st.none() | st.text(max_size=4),
-    nested=st.booleans(),
-)
-def test_body_is_what_pydantic_would_serialize(
-    content: Any,
-    reasoning: str | None,
-    delta: dict[str, Any],
-    metadata: dict[str, Any],
-    model: str | None,
-    nested: bool,
-) -> None:
-    """The hand-built body is byte for byte the model's exclude_defaults JSON, so bodies
-    written before and after the fast path are the same text."""
+@st.composite
+def events(draw: st.DrawFn) -> Event:
+    """Events with any JSON values, every optional field sometimes set, and sometimes
+    nested models (tool calls, results, usage: the body's slow path)."""
+    content = draw(json_value)
     extra: dict[str, Any] = {}
-    if nested:
+    if draw(st.booleans()):
         extra = {
             "tool_calls": [ToolCall(name="t", arguments={"x": 1})],
             "tool_results": [ToolResult(call_id="c", output=content)],
             "usage": Usage(input_tokens=3),
         }
-    event = Event(
+    return Event(
         author="a",
         content=content,
-        reasoning=reasoning,
-        state_delta=delta,
-        metadata=metadata,
-        model=model,
+        reasoning=draw(st.none() | st.text(max_size=5)),
+        state_delta=draw(
+            st.dictionaries(st.sampled_from(["a", "app:b", "user:c", "temp:d"]), json_value)
+        ),
+        metadata=draw(st.dictionaries(st.text(max_size=4), json_value, max_size=2)),
+        model=draw(st.none() | st.text(max_size=4)),
+        branch=draw(st.sampled_from(["", "root", "root/sub"])),
         **extra,
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(event=events())
+def test_body_is_what_pydantic_would_serialize(event: Event) -> None:
+    """The hand-built body is byte for byte the model's exclude_defaults JSON, so bodies
+    written before and after the fast path are the same text."""
     prepared = prepare_event(event)
     expected = prepared.event.model_dump_json(exclude=EVENT_COLUMNS, exclude_defaults=True)
     assert prepared.body == expected
-    assert prepared.event == event.model_copy(
-        update={"state_delta": {k: v for k, v in delta.items() if not k.startswith("temp:")}}
-    )
+    stored_delta = {k: v for k, v in event.state_delta.items() if not k.startswith("temp:")}
+    assert prepared.event == event.model_copy(update={"state_delta": stored_delta})
 
 
 def test_statement_sizes_are_few_and_fit_their_rows() -> None:
@@ -204,36 +199,14 @@ def _row(prepared: Any, sequence: int = 1) -> tuple[Any, ...]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    content=json_value,
-    reasoning=st.none() | st.text(max_size=5),
-    delta=st.dictionaries(st.sampled_from(["a", "app:b", "user:c"]), json_value),
-    metadata=st.dictionaries(st.text(max_size=4), json_value, max_size=2),
-    branch=st.sampled_from(["", "root", "root/sub"]),
-    nested=st.booleans(),
-)
-def test_decoded_event_is_what_validation_would_build(
-    content: Any,
-    reasoning: str | None,
-    delta: dict[str, Any],
-    metadata: dict[str, Any],
-    branch: str,
-    nested: bool,
-) -> None:
-    extra: dict[str, Any] = {"tool_calls": [ToolCall(name="t")]} if nested else {}
-    event = Event(
-        author="a",
-        content=content,
-        reasoning=reasoning,
-        state_delta=delta,
-        metadata=metadata,
-        branch=branch,
-        **extra,
-    )
+@given(event=events())
+def test_decoded_event_is_what_validation_would_build(event: Event) -> None:
     row = _row(prepare_event(event), sequence=7)
     decoded = event_from_row(row)
     data = json.loads(row[5])
-    data.update(id=row[1], author=row[2], timestamp=event.timestamp, branch=branch, sequence=7)
+    data.update(
+        id=row[1], author=row[2], timestamp=event.timestamp, branch=event.branch, sequence=7
+    )
     validated = Event.model_validate(data)
     assert decoded == validated
     assert decoded.__pydantic_fields_set__ == validated.__pydantic_fields_set__
