@@ -29,18 +29,25 @@ class ScopedDelta:
     temp: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
 
 
+def scope_of(key: str) -> tuple[str, str]:
+    """The scope a delta key belongs to, and the key as that scope stores it:
+    ``("app", k)`` / ``("user", k)`` without the prefix, ``("temp", key)`` or
+    ``("session", key)``. The one place the prefix rules live."""
+    if key.startswith(APP_PREFIX):
+        return "app", key[len(APP_PREFIX) :]
+    if key.startswith(USER_PREFIX):
+        return "user", key[len(USER_PREFIX) :]
+    if key.startswith(TEMP_PREFIX):
+        return "temp", key
+    return "session", key
+
+
 def split_delta(delta: Mapping[str, JsonValue]) -> ScopedDelta:
     """Split a state delta into its scopes (prefixes removed from app/user keys)."""
     scoped = ScopedDelta()
     for key, value in delta.items():
-        if key.startswith(APP_PREFIX):
-            scoped.app[key[len(APP_PREFIX) :]] = value
-        elif key.startswith(USER_PREFIX):
-            scoped.user[key[len(USER_PREFIX) :]] = value
-        elif key.startswith(TEMP_PREFIX):
-            scoped.temp[key] = value
-        else:
-            scoped.session[key] = value
+        scope, stored = scope_of(key)
+        getattr(scoped, scope)[stored] = value
     return scoped
 
 
@@ -83,15 +90,9 @@ def encode_delta(delta: Mapping[str, JsonValue]) -> EncodedDelta:
     """Split a checked delta by scope and encode its values (``temp:`` keys dropped)."""
     if not delta:
         return NO_DELTA
-    session: list[StateRow] = []
-    app: list[StateRow] = []
-    user: list[StateRow] = []
+    rows: dict[str, list[StateRow]] = {"session": [], "app": [], "user": [], "temp": []}
     for key, value in delta.items():
-        text = to_json(value).decode()
-        if key.startswith(APP_PREFIX):
-            app.append((key[len(APP_PREFIX) :], text))
-        elif key.startswith(USER_PREFIX):
-            user.append((key[len(USER_PREFIX) :], text))
-        elif not key.startswith(TEMP_PREFIX):
-            session.append((key, text))
-    return EncodedDelta(session, app, user)
+        scope, stored = scope_of(key)
+        if scope != "temp":
+            rows[scope].append((stored, to_json(value).decode()))
+    return EncodedDelta(rows["session"], rows["app"], rows["user"])

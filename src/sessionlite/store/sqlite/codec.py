@@ -59,10 +59,7 @@ def _parse(text: str) -> Any:
 
 def event_from_row(row: EventRow) -> Event:
     sequence, event_id, author, timestamp, branch, body = row
-    try:
-        data = _parse(body)
-    except ValueError as exc:
-        raise DatabaseCorruptError(f"stored event {event_id!r} is not valid JSON: {exc}") from exc
+    data = loads(body, f"event {event_id!r}")
     if type(data) is not dict:
         raise DatabaseCorruptError(f"stored event {event_id!r} is not a JSON object")
     data["id"] = event_id
@@ -73,9 +70,9 @@ def event_from_row(row: EventRow) -> Event:
     if _is_plain(data):
         fields = _PLAIN_TEMPLATE.copy()  # every field, in model order
         fields.update(data)
-        for name in _EMPTY_BY_DEFAULT:
+        for name, factory in _FACTORIES.items():
             if name not in data:
-                fields[name] = [] if name.startswith("tool_") else {}
+                fields[name] = factory()
         return trusted_event(fields, set(data))
     try:
         return Event.model_validate(data)
@@ -102,7 +99,13 @@ _PLAIN_FIELDS: dict[str, Any] = {
     "model": (str, type(None)),
     "metadata": dict,
 }
-_EMPTY_BY_DEFAULT = ("tool_calls", "tool_results", "state_delta", "metadata")
+# Fields whose default is made by a factory (a fresh list or dict), except the id and
+# the timestamp, which a stored event always has.
+_FACTORIES: dict[str, Any] = {
+    name: info.default_factory
+    for name, info in Event.model_fields.items()
+    if info.default_factory is not None and name not in ("id", "timestamp")
+}
 _PLAIN_TEMPLATE: dict[str, Any] = {
     name: None if info.is_required() or info.default_factory else info.default
     for name, info in Event.model_fields.items()
