@@ -86,16 +86,13 @@ class AppendResult:
             "events": n,
             "repeats": self.repeats,
             "sessionlite": throughput.timings(self.sessionlite_s, n),
-            "baseline_sqlite3_serialize_executemany": throughput.timings(
-                self.baseline_serialize_s, n
+            **throughput.against_baselines(
+                self.sessionlite_s,
+                self.baseline_serialize_s,
+                self.baseline_executemany_s,
+                n,
+                TARGET_RATIO,
             ),
-            "baseline_sqlite3_executemany_only": throughput.timings(self.baseline_executemany_s, n),
-            "ratio_vs_serialize_executemany": self.ratio(self.baseline_serialize_s),
-            "median_ratio_vs_serialize_executemany": self.median_ratio(self.baseline_serialize_s),
-            "ratio_vs_executemany_only": self.ratio(self.baseline_executemany_s),
-            "median_ratio_vs_executemany_only": self.median_ratio(self.baseline_executemany_s),
-            "target_ratio": TARGET_RATIO,
-            "passed": self.passed,
             "write_statistics": None
             if self.write_statistics is None
             else {

@@ -46,6 +46,26 @@ def median_ratio(measured: list[float], baseline: list[float]) -> float:
     return statistics.median(baseline) / statistics.median(measured)
 
 
+def against_baselines(
+    measured: list[float],
+    serialize: list[float],
+    rows_only: list[float],
+    events: int,
+    target: float,
+) -> dict[str, Any]:
+    """JSON fields for both baselines: their timings and ``measured``'s ratios to them."""
+    return {
+        "baseline_sqlite3_serialize_executemany": timings(serialize, events),
+        "baseline_sqlite3_executemany_only": timings(rows_only, events),
+        "ratio_vs_serialize_executemany": ratio(measured, serialize),
+        "median_ratio_vs_serialize_executemany": median_ratio(measured, serialize),
+        "ratio_vs_executemany_only": ratio(measured, rows_only),
+        "median_ratio_vs_executemany_only": median_ratio(measured, rows_only),
+        "target_ratio": target,
+        "passed": ratio(measured, serialize) >= target,
+    }
+
+
 def table_row(label: str, values: list[float], events: int) -> str:
     best, median = best_and_median(values)
     return (
