@@ -17,6 +17,7 @@ from sessionlite import (
     ServiceClosedError,
     SessionService,
 )
+from sessionlite.crossloop import CrossLoopEvent
 from sessionlite.store.base import AppendCommand
 
 
@@ -26,8 +27,8 @@ class GatedStore:
     def __init__(self, service: SessionService) -> None:
         self.store = service._store
         self.real = self.store.append_batch
-        self.gate = anyio.Event()
-        self.entered = anyio.Event()
+        self.gate = CrossLoopEvent()
+        self.entered = CrossLoopEvent()
         self.batches: list[int] = []
         self.store.append_batch = self.append_batch  # type: ignore[method-assign]
 
@@ -97,7 +98,7 @@ async def test_backpressure_with_a_tiny_queue(tmp_path: Path) -> None:
         with anyio.fail_after(5):
             await gated.entered.wait()
         await service.append_event(session, Event(author="u", content=1))  # fills the queue
-        third_done = anyio.Event()
+        third_done = CrossLoopEvent()
 
         async def third() -> None:
             await service.append_event(session, Event(author="u", content=2))
@@ -190,17 +191,17 @@ async def test_close_timeout_reports_what_was_still_queued(tmp_path: Path) -> No
         tmp_path / "db.sqlite", async_persist=True, persist_workers=1, close_timeout=0.05
     ).open()
     gated = GatedStore(service)
-    abandoned = anyio.Event()
+    abandoned = CrossLoopEvent()
     persister = service._persister
     assert persister is not None
-    abandon = persister._abandon_queued
+    abandon = persister.abandon_queued
 
     def observed() -> list[str]:
         ids = abandon()
         abandoned.set()
         return ids
 
-    persister._abandon_queued = observed  # type: ignore[method-assign]
+    persister.abandon_queued = observed  # type: ignore[method-assign]
     session = await service.create_session(app_name="a", user_id="u", session_id="s")
     first = await service.append_event(session, Event(author="u"))  # in flight, held
     with anyio.fail_after(5):
@@ -230,7 +231,7 @@ async def test_cancelling_the_owner_loses_nothing_accepted(tmp_path: Path) -> No
     # everything append_event accepted must be durable after the cancellation.
     path = tmp_path / "db.sqlite"
     accepted: list[str] = []
-    enough = anyio.Event()
+    enough = CrossLoopEvent()
 
     async def owner() -> None:
         async with SessionService(path, async_persist=True, persist_queue_size=50) as service:
@@ -284,14 +285,14 @@ async def test_close_timeout_leaves_workers_healthy(
         await service.append_event(session, Event(author="u"))
     persister = service._persister
     assert persister is not None
-    abandon = persister._abandon_queued
+    abandon = persister.abandon_queued
 
     def release_after_abandon() -> list[str]:
         ids = abandon()
         gated.gate.set()
         return ids
 
-    persister._abandon_queued = release_after_abandon  # type: ignore[method-assign]
+    persister.abandon_queued = release_after_abandon  # type: ignore[method-assign]
     with pytest.raises(PersistenceError) as info:
         await service.aclose()
     assert len(info.value.event_ids) == 50

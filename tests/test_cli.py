@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 
 from sessionlite import Event, SessionService, ToolCall, ToolResult, Usage
 from sessionlite.cli import app, main, maintenance, queries
+from sessionlite.crossloop import CrossLoopEvent
 from sessionlite.store.sqlite.schema import SCHEMA_VERSION
 from sessionlite.testing import FakeSummarizer, ManualClock
 
@@ -487,7 +488,7 @@ async def test_backup_while_the_database_is_in_use(tmp_path: Path) -> None:
     """Appends go on while the backup runs (in a thread, as a second process would);
     the copy is one consistent snapshot: a prefix of the history, with no gap."""
     path, copy = tmp_path / "live.db", tmp_path / "copy.db"
-    done = anyio.Event()
+    done = CrossLoopEvent()
     async with SessionService(path) as service:
         session = await service.create_session(app_name="a", user_id="u", session_id="s")
         await service.append_events(

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import expect_write_error
 
 from sessionlite import Event, SessionNotFoundError, SessionService
+from sessionlite.crossloop import CrossLoopEvent
 from sessionlite.store.sqlite import cleanup
 from sessionlite.testing import ManualClock
 
@@ -198,7 +199,7 @@ async def test_cleaner_runs_on_its_interval(tmp_path: Path, clock: ManualClock) 
     async with SessionService(
         tmp_path / "db.sqlite", clock=clock, session_ttl=1, cleanup_interval=0.01
     ) as service:
-        ran = anyio.Event()
+        ran = CrossLoopEvent()
         run_once = service._cleaner.run_once
 
         async def observed() -> object:

@@ -19,6 +19,7 @@ from sessionlite import (
     SummaryQueueFullError,
     SummaryRequest,
 )
+from sessionlite.crossloop import CrossLoopEvent
 from sessionlite.testing import FakeSummarizer, ManualClock
 
 MakeService = Callable[..., SessionService]
@@ -55,7 +56,7 @@ async def wait_for_call(fake: FakeSummarizer, sid: str, *, after: int = 0) -> No
     """Wait (event-driven) until a summarizer call for ``sid`` beyond ``after`` started."""
     with anyio.fail_after(5):
         while not any(r.session.id == sid for r in fake.requests[after:]):
-            fake.entered = anyio.Event()
+            fake.entered = CrossLoopEvent()
             await fake.entered.wait()
 
 
@@ -394,7 +395,7 @@ async def test_overlapping_jobs_for_one_session_never_go_backwards(
         fake.release()
         with anyio.fail_after(5):
             while fake.calls < 2:
-                fake.entered = anyio.Event()
+                fake.entered = CrossLoopEvent()
                 await fake.entered.wait()
         # A direct run queues behind the second job (same lock), then finds nothing new.
         assert await service.summarize(session) is None

@@ -11,19 +11,32 @@ task that hosts that group).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+
 import anyio
 from anyio.abc import TaskGroup
 
 from .config import Clock, ServiceOptions
 from .errors import InvalidInputError
+from .models import Event
 from .stats import CleanupReport, Counters, ServiceStats
-from .store.base import AppendCommand, AppendOutcome, SessionKey, Storage
+from .store.base import (
+    AppendCommand,
+    AppendOutcome,
+    EventFilter,
+    SessionKey,
+    Storage,
+    not_found,
+)
 from .workers.cleaner import Cleaner
 from .workers.persister import Persister
-from .workers.summary_jobs import EventReader, SummaryJobRunner
+from .workers.summary_jobs import SummaryJobRunner
 from .workers.summary_queue import SummaryQueue
 
-__all__ = ["ServiceRuntime"]
+__all__ = ["DEFAULT_PAGE_SIZE", "ServiceRuntime"]
+
+DEFAULT_PAGE_SIZE = 500  # events per page for summary jobs
 
 
 class ServiceRuntime:
@@ -33,18 +46,11 @@ class ServiceRuntime:
         store: the service's storage; opened by :meth:`start`, closed by :meth:`stop`.
         options: the service's validated options.
         clock: the service's checked clock.
-        read_events: streams a session's events for summary jobs.
     """
 
-    def __init__(
-        self,
-        store: Storage,
-        options: ServiceOptions,
-        clock: Clock,
-        *,
-        read_events: EventReader,
-    ) -> None:
+    def __init__(self, store: Storage, options: ServiceOptions, clock: Clock) -> None:
         self.store = store
+        self._clock = clock
         self._close_timeout = options.close_timeout
         self.counters = Counters()
         self.persister = (
@@ -66,7 +72,7 @@ class ServiceRuntime:
                 self.counters,
                 clock,
                 timeout=options.summary_job_timeout,
-                read_events=read_events,
+                read_events=self._read_all_events,
                 barrier=self.wait_persisted,
             )
             self.summaries = SummaryQueue(
@@ -162,6 +168,41 @@ class ServiceRuntime:
         """Read-your-writes with async_persist: wait for this session's queued events."""
         if self.persister is not None:
             await self.persister.wait_for(key)
+
+    # -- reading histories ------------------------------------------------------------
+
+    async def iter_events(
+        self,
+        key: SessionKey,
+        flt: EventFilter,
+        page_size: int,
+        check_open: Callable[[], None] | None = None,
+    ) -> AsyncIterator[Event]:
+        """A session's events, oldest first, read ``page_size`` at a time.
+
+        ``check_open`` runs before each page (the service's "still open?" check).
+        """
+        await self.wait_persisted(key)
+        first = True
+        while True:
+            if check_open is not None:
+                check_open()
+            page = await self.store.read_events(key, flt, limit=page_size, now=self._clock())
+            if page is None:
+                if first:
+                    raise not_found(key)
+                return  # deleted while we iterated: stop at what existed
+            first = False
+            for event in page:
+                yield event
+            if len(page) < page_size:
+                return
+            flt = dataclasses.replace(flt, after_sequence=page[-1].sequence)
+
+    def _read_all_events(self, key: SessionKey, flt: EventFilter) -> AsyncIterator[Event]:
+        # For summary jobs, which also run while aclose() drains the queue: the store
+        # stays open until they are done, so no open-check here.
+        return self.iter_events(key, flt, DEFAULT_PAGE_SIZE)
 
     # -- summaries and cleanup ------------------------------------------------------
 

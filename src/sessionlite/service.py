@@ -11,9 +11,9 @@ task of its own. In-memory session updates live in :mod:`sessionlite.session_upd
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import AsyncIterator, Sequence
+import warnings
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -38,7 +38,7 @@ from .paths import DEFAULT_DB_FILENAME, default_db_path, resolve_db_path
 from .runtime import ServiceRuntime
 from .session_updates import apply_accepted, apply_in_memory, apply_outcome, set_bookkeeping
 from .stats import CleanupReport, ServiceStats
-from .store.base import EventFilter, SessionKey, not_found
+from .store.base import EventFilter, SessionKey
 from .store.sqlite.store import SqliteStore
 from .validation import (
     check_aware,
@@ -53,8 +53,14 @@ from .validation import (
 # callers (the CLI, tests, users) import them from sessionlite.service.
 __all__ = ["DEFAULT_DB_FILENAME", "SessionService", "default_db_path"]
 
-DEFAULT_PAGE_SIZE = 500  # events per page for iter_events and summary jobs
 MAX_LIST_LIMIT = 1000  # sessions per list_sessions page at most
+
+
+def _checked_clock(clock: Callable[[], datetime]) -> Callable[[], datetime]:
+    def now() -> datetime:
+        return check_aware(clock(), "clock()")
+
+    return now
 
 
 class SessionService:
@@ -79,10 +85,16 @@ class SessionService:
         self._options: ServiceOptions = parse_options(**options)
         self._path = resolve_db_path(path)
         self._store = SqliteStore(self._path, self._options)
-        self._runtime = ServiceRuntime(
-            self._store, self._options, self._now, read_events=self._read_all_events
+        # Nothing behind the service refers back to it, so that an unclosed service can
+        # be garbage-collected (and closed, with a ResourceWarning: see __del__).
+        self._now = _checked_clock(self._options.clock)
+        self._runtime = ServiceRuntime(self._store, self._options, self._now)
+        self._runner = ServiceRunner(
+            self._runtime.start,
+            self._runtime.stop,
+            name=self._path,
+            exit_timeout=self._options.close_timeout.total_seconds(),
         )
-        self._runner = ServiceRunner(self._runtime.start, self._runtime.stop)
         # The runtime's parts, under the names tests and debugging sessions reach for.
         self._persister = self._runtime.persister
         self._summaries = self._runtime.summaries
@@ -119,11 +131,43 @@ class SessionService:
 
         Drains the async-persist queue and the summary queue (each job still bounded by
         its timeout; the whole drain by ``close_timeout``), shielded from cancellation.
+        Works from any event loop, whichever opened the service.
 
         Raises:
             PersistenceError: accepted events could not be stored (named by id).
         """
         await self._runner.stop()
+
+    async def _ensure_open(self) -> None:
+        """Open unless already open or opening (for adapters that open on first use).
+
+        Safe for concurrent callers on any loop: one opens, the others wait for it.
+        """
+        if self._runner.running:
+            return
+        try:
+            await self._runner.start()
+        except ServiceClosedError:
+            if self._runner.opening:
+                await self._runner.wait_started()
+            self._check_open()
+
+    def _close_blocking(self, timeout: float | None = None) -> None:
+        """Close from synchronous code in any thread (adapters' sync ``close()``)."""
+        self._runner.stop_blocking(timeout)
+
+    def __del__(self) -> None:
+        runner = self.__dict__.get("_runner")
+        if runner is None or not runner.needs_close:
+            return
+        warnings.warn(
+            f"unclosed {self!r}: closing it in the background. Use `async with "
+            "SessionService(...)` or `await service.aclose()`.",
+            ResourceWarning,
+            source=self,
+            stacklevel=1,
+        )
+        runner.close_unclaimed()
 
     async def flush(self) -> None:
         """Wait until every accepted event is durable.
@@ -163,13 +207,17 @@ class SessionService:
 
     def _check_open(self) -> None:
         if not self._runner.running:
+            if self._runner.forked:
+                raise ServiceClosedError(
+                    f"this SessionService ({self._path}) was opened in another process and "
+                    "this is a forked child: connections cannot be shared across fork. "
+                    "Open a new SessionService in the child process (e.g. in a worker's "
+                    "startup hook, after gunicorn --preload forks)"
+                )
             raise ServiceClosedError(
                 "the SessionService is closed (or not opened yet); use `async with "
                 "SessionService(...)` or `await service.open()`"
             )
-
-    def _now(self) -> datetime:
-        return check_aware(self._options.clock(), "clock()")
 
     # -- sessions -------------------------------------------------------------------
 
@@ -399,30 +447,11 @@ class SessionService:
         check_positive_int(page_size, "page_size")
         return self._iter_events(key, flt, page_size)
 
-    def _read_all_events(self, key: SessionKey, flt: EventFilter) -> AsyncIterator[Event]:
-        # For summary jobs, which also run while aclose() drains the queue: the store
-        # stays open until they are done, so no open-check here.
-        return self._iter_events(key, flt, DEFAULT_PAGE_SIZE, check_open=False)
-
     async def _iter_events(
-        self, key: SessionKey, flt: EventFilter, page_size: int, *, check_open: bool = True
+        self, key: SessionKey, flt: EventFilter, page_size: int
     ) -> AsyncIterator[Event]:
-        await self._runtime.wait_persisted(key)
-        first = True
-        while True:
-            if check_open:
-                self._check_open()
-            page = await self._store.read_events(key, flt, limit=page_size, now=self._now())
-            if page is None:
-                if first:
-                    raise not_found(key)
-                return  # deleted while we iterated: stop at what existed
-            first = False
-            for event in page:
-                yield event
-            if len(page) < page_size:
-                return
-            flt = dataclasses.replace(flt, after_sequence=page[-1].sequence)
+        async for event in self._runtime.iter_events(key, flt, page_size, self._check_open):
+            yield event
 
     async def pop_event(self, session: Session) -> Event | None:
         """Remove the session's newest stored event; returns it, or None if there is none.

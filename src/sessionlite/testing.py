@@ -17,10 +17,11 @@ from typing import Any
 
 import anyio
 
+from .crossloop import CrossLoopEvent
 from .errors import InvalidInputError
 from .summaries import SummaryRequest
 
-__all__ = ["FakeSummarizer", "ManualClock"]
+__all__ = ["CrossLoopEvent", "FakeSummarizer", "ManualClock"]
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -92,19 +93,21 @@ class FakeSummarizer:
         self.result = result
         self.hang = hang
         self.requests: list[SummaryRequest] = []
-        self._entered: anyio.Event | None = None  # made on first use, inside a loop
-        self._gate: anyio.Event | None = None
+        # Cross-loop events: queued jobs run on the service's own loop, in its thread,
+        # while the test waits on its own loop.
+        self._entered: CrossLoopEvent | None = None
+        self._gate: CrossLoopEvent | None = None
         self._blocked: set[str] | None = None
 
     @property
-    def entered(self) -> anyio.Event:
+    def entered(self) -> CrossLoopEvent:
         """Set whenever a call has started (replace it to wait for the next call)."""
         if self._entered is None:
-            self._entered = anyio.Event()
+            self._entered = CrossLoopEvent()
         return self._entered
 
     @entered.setter
-    def entered(self, event: anyio.Event) -> None:
+    def entered(self, event: CrossLoopEvent) -> None:
         self._entered = event
 
     @property
@@ -113,7 +116,7 @@ class FakeSummarizer:
 
     def block(self, session_ids: Iterable[str] | None = None) -> None:
         """Make calls wait until :meth:`release` (all calls, or these sessions' only)."""
-        self._gate = anyio.Event()
+        self._gate = CrossLoopEvent()
         self._blocked = None if session_ids is None else set(session_ids)
 
     def release(self) -> None:

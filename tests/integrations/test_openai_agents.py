@@ -1,13 +1,15 @@
 """OpenAI Agents SDK: ``SessionliteSession`` behaves as the SDK's ``SQLiteSession``.
 
-The behaviour tests run against ``SessionliteSession`` (over sessionlite's storage modes)
-and against the SDK's own ``SQLiteSession`` as the reference.
+The behaviour tests run against ``SessionliteSession`` (over sessionlite's storage modes,
+on a shared service and on one it owns) and against the SDK's own ``SQLiteSession`` as
+the reference.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +32,42 @@ from sessionlite.integrations.openai_agents import (
     DEFAULT_USER_ID,
     OPENAI_ITEM_FORMAT,
     SessionliteSession,
+    _display,
     event_to_item,
     item_to_event,
 )
 
 MakeSession = Callable[..., Any]
-IMPLEMENTATIONS = ["sessionlite-file", "sessionlite-memory", "sessionlite-async", "sdk-sqlite"]
+IMPLEMENTATIONS = [
+    "sessionlite-file",
+    "sessionlite-memory",
+    "sessionlite-async",
+    "sessionlite-owned",
+    "sdk-sqlite",
+]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 async def make_session(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[MakeSession]:
-    """Builds sessions; ``sdk-sqlite`` is the SDK's own, the reference behaviour."""
+    """Builds sessions; ``sdk-sqlite`` is the SDK's own, the reference behaviour.
+
+    ``sessionlite-owned`` is built as ``sdk-sqlite`` is (a path; each session owns its
+    service); the others share one open service.
+    """
     kind = request.param
+    if kind == "sessionlite-owned":
+        owned: list[SessionliteSession] = []
+
+        def build_owned(session_id: str, **kwargs: Any) -> SessionliteSession:
+            owned.append(SessionliteSession(session_id, tmp_path / "owned.db", **kwargs))
+            return owned[-1]
+
+        yield build_owned
+        for own in owned:
+            await own.aclose()
+        return
     if kind == "sdk-sqlite":
         made: list[SQLiteSession] = []
 
@@ -164,7 +188,10 @@ async def service(tmp_path: Path) -> AsyncIterator[SessionService]:
 async def test_mapping_to_sessionlite(service: SessionService) -> None:
     default = SessionliteSession("conv", service)
     assert (default.app_name, default.user_id) == (DEFAULT_APP_NAME, DEFAULT_USER_ID)
-    assert repr(default) == "<SessionliteSession 'conv' app='openai-agents' user='default'>"
+    assert repr(default) == (
+        f"<SessionliteSession 'conv' app='openai-agents' user='default' db={service.path!r}"
+        " (shared)>"
+    )
     await default.add_items(ITEMS)
     stored = await service.get_session(
         app_name="openai-agents", user_id="default", session_id="conv"
@@ -251,6 +278,146 @@ def test_item_event_mapping() -> None:
     assert event_to_item(event) == {"type": "custom"}
     assert item_to_event("odd").author == "assistant"
     assert item_to_event({"role": "", "type": "x_output"}).author == "tool"
+
+
+# -- the session's own database, or a shared service -------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("closer", ["close", "aclose"])
+async def test_a_path_owns_its_service(tmp_path: Path, closer: str) -> None:
+    path = tmp_path / "conv.db"
+    session = SessionliteSession("conv", str(path))
+    assert session.service.path == str(path)
+    unopened = session.service.closed  # opened on first use
+    assert unopened
+    assert repr(session) == (
+        f"<SessionliteSession 'conv' app='openai-agents' user='default' db={str(path)!r} (owned)>"
+    )
+    assert await session.get_items() == []
+    opened = not session.service.closed
+    assert opened
+    await session.add_items(ITEMS)
+    assert await session.pop_item() == ITEMS[-1]
+
+    if closer == "close":
+        session.close()  # synchronous, as SQLiteSession.close(), here inside a loop
+        session.close()
+    else:
+        await session.aclose()
+        await session.aclose()
+    session.close()
+    await session.aclose()  # idempotent, in any mix
+    assert session.service.closed
+    assert repr(session).endswith("(owned, closed)>")
+    with pytest.raises(ServiceClosedError):
+        await session.get_items()
+    with pytest.raises(ServiceClosedError):
+        await session.add_items([user("late")])
+    with pytest.raises(ServiceClosedError):
+        await session.add_items([])
+
+    # The file holds what was written: a new session (a new service) reads it back.
+    again = SessionliteSession("conv", path)
+    try:
+        assert await again.get_items() == ITEMS[:-1]
+    finally:
+        again.close()
+
+
+@pytest.mark.timeout(60)
+async def test_memory_is_the_default() -> None:
+    one, two = SessionliteSession("conv"), SessionliteSession("conv")
+    try:
+        assert one.service.path == ":memory:"
+        assert one.service is not two.service
+        await one.add_items([user("a"), user("b")])
+        assert await one.get_items() == [user("a"), user("b")]
+        assert await two.get_items() == []  # each its own private database
+        assert await one.pop_item() == user("b")
+        await one.clear_session()
+        assert await one.get_items() == []
+    finally:
+        one.close()
+        two.close()
+    assert one.service.closed and two.service.closed
+
+
+@pytest.mark.timeout(60)
+async def test_a_session_never_used_closes() -> None:
+    session = SessionliteSession("conv")
+    session.close()
+    session.close()
+    assert session.service.closed
+    with pytest.raises(ServiceClosedError):
+        await session.get_items()
+
+
+async def test_a_shared_service_is_left_open(service: SessionService) -> None:
+    session = SessionliteSession("conv", service)
+    assert session.service is service
+    await session.add_items([user("a")])
+    session.close()
+    session.close()
+    await session.aclose()
+    assert not service.closed
+    assert await session.get_items() == [user("a")]  # the session is still usable
+    assert await SessionliteSession("conv", service).get_items() == [user("a")]
+
+
+async def test_service_keyword_is_the_old_name_of_db(service: SessionService) -> None:
+    session = SessionliteSession("conv", service=service)
+    assert session.service is service
+    await session.add_items([user("a")])
+    assert await SessionliteSession("conv", service).get_items() == [user("a")]
+    with pytest.raises(TypeError, match="not both"):
+        SessionliteSession("conv", service, service=service)
+    with pytest.raises(TypeError, match="not both"):
+        SessionliteSession("conv", ":memory:", service=service)
+
+
+def test_session_settings_as_the_sdk() -> None:
+    unopened = SessionService(":memory:")  # shared, so this test opens nothing
+    reference = SQLiteSession("conv")
+    try:
+        assert reference.session_settings == SessionSettings()
+    finally:
+        reference.close()
+
+    default = SessionliteSession("conv", unopened)
+    assert isinstance(default.session_settings, SessionSettings)
+    assert default.session_settings == SessionSettings()
+
+    as_dict = SessionliteSession("conv", unopened, session_settings={"limit": 2})
+    assert isinstance(as_dict.session_settings, SessionSettings)
+    assert as_dict.session_settings == SessionSettings(limit=2)
+
+    settings = SessionSettings(limit=3)
+    assert SessionliteSession("conv", unopened, session_settings=settings).session_settings is (
+        settings
+    )
+
+
+@pytest.mark.parametrize("bad", [{"limit": 1, "bogus": 2, "also": 3}, 5, ["limit"]])
+def test_bad_session_settings_fail_as_in_the_sdk(bad: Any, tmp_path: Path) -> None:
+    with pytest.raises(Exception) as sdk:  # whatever the SDK raises
+        SQLiteSession("conv", session_settings=bad)
+    with pytest.raises(type(sdk.value)) as ours:
+        SessionliteSession("conv", tmp_path / "x.db", session_settings=bad)
+    assert type(ours.value) is type(sdk.value)
+    assert str(ours.value) == str(sdk.value)
+    assert isinstance(sdk.value, TypeError)  # today's SDK: "Unknown session settings: ..."
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_repr_hides_a_url_password() -> None:
+    assert _display("postgresql://ann:s3cret@db.example:5432/app") == (
+        "postgresql://ann:***@db.example:5432/app"
+    )
+    assert _display("postgresql://ann@db.example/app") == "postgresql://ann@db.example/app"
+    assert _display("/tmp/a:b@c.db") == "/tmp/a:b@c.db"
+    shared = SessionliteSession("c", SessionService("postgresql://ann:s3cret@localhost/app"))
+    assert "s3cret" not in repr(shared)
 
 
 # -- the proof: the SDK's Runner, a scripted model, a restart --------------------------------
@@ -367,3 +534,53 @@ async def test_runner_conversation_survives_a_restart(
         assert await reference.get_items() == before
     finally:
         reference.close()
+
+
+@pytest.fixture
+def thread_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The thread's event loop that ``Runner.run_sync`` uses, closed afterwards.
+
+    ``run_sync`` runs on the thread's default loop and leaves it open; owning it here
+    keeps it from being garbage-collected unclosed (a ``ResourceWarning``).
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("thread_loop")
+def test_run_sync_with_a_path_then_reopen(tmp_path: Path) -> None:
+    """The SDK's synchronous quick start, with ``SQLiteSession`` switched for ours."""
+    path = str(tmp_path / "conv.db")
+    turns = 5
+    model = ScriptedModel([[say(f"answer {i}", f"m{i}")] for i in range(turns)])
+    agent = Agent(name="assistant", model=model)
+    session = SessionliteSession("c", path)
+    for i in range(turns):
+        result = Runner.run_sync(agent, f"question {i}", session=session, run_config=NO_TRACING)
+        assert result.final_output == f"answer {i}"
+    # Each turn the model saw the whole conversation so far.
+    assert [len(seen) for seen in model.inputs] == [2 * i + 1 for i in range(turns)]
+    session.close()
+    assert session.service.closed
+
+    async def reopen() -> list[TResponseInputItem]:
+        again = SessionliteSession("c", path)
+        try:
+            return await again.get_items()
+        finally:
+            await again.aclose()
+
+    items: list[Any] = asyncio.run(reopen())
+    assert len(items) == 2 * turns
+    for i in range(turns):
+        question, answer = items[2 * i], items[2 * i + 1]
+        assert question == user(f"question {i}")
+        assert (answer["type"], answer["role"], answer["id"]) == ("message", "assistant", f"m{i}")
+        assert answer["content"][0]["text"] == f"answer {i}"
+    assert items[:-1] == model.inputs[-1]  # as the model saw them on the last turn

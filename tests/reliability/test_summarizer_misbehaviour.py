@@ -7,13 +7,14 @@ from pathlib import Path
 import anyio
 
 from sessionlite import Event, SessionService, SummaryQueueFullError, SummaryRequest
+from sessionlite.crossloop import CrossLoopEvent
 
 
 class Chaotic:
     """Misbehaves according to the session id."""
 
     def __init__(self) -> None:
-        self.gate = anyio.Event()
+        self.gate = CrossLoopEvent()
         self.calls: dict[str, int] = {}
 
     async def summarize(self, request: SummaryRequest) -> object:

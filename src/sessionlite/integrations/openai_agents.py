@@ -1,8 +1,18 @@
 """OpenAI Agents SDK: a ``Session`` (conversation memory) backed by sessionlite.
 
-Use it wherever the SDK takes a session::
+A drop-in replacement for the SDK's ``SQLiteSession``; switching is one line::
 
     from sessionlite.integrations.openai_agents import SessionliteSession
+
+    # session = SQLiteSession("conversation-1", "conversations.db")
+    session = SessionliteSession("conversation-1", "conversations.db")
+    result = Runner.run_sync(agent, "Hello", session=session)
+    session.close()
+
+Given a path (or ``":memory:"``, the default) the session owns a
+:class:`~sessionlite.SessionService`: opened on first use, closed by
+:meth:`SessionliteSession.close`. Given an open ``SessionService`` it shares it (one
+service serves any number of conversations) and leaves closing it to you::
 
     async with SessionService("sessions.db") as service:
         session = SessionliteSession("conversation-1", service)
@@ -16,16 +26,19 @@ user_id=...)``). Each item is one sessionlite :class:`~sessionlite.Event` whose
 event's ``author`` is the item's ``role``, or ``"tool"`` for tool outputs and
 ``"assistant"`` for other model items (tool calls, reasoning).
 
-This module does not import the SDK: it implements the SDK's ``Session`` protocol
-structurally, so ``isinstance(session, agents.memory.Session)`` holds.
+Importing this module does not import the SDK (making a session does, for its
+``SessionSettings``). It implements the SDK's ``Session`` protocol structurally, so
+``isinstance(session, agents.memory.Session)`` holds.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from ..errors import ServiceClosedError, SessionExistsError, SessionNotFoundError
 from ..models import JSON, Event, Session, new_id, utc_now
@@ -53,6 +66,15 @@ OPENAI_ITEM_FORMAT = "openai-agents-item"
 
 _FORMAT_KEY = "format"
 _ALL_EVENTS = 2**63 - 1  # "every event" as a get_session limit (SQLite LIMIT is 64-bit)
+
+
+class _DefaultDb(str):
+    """The default ``db``: ``":memory:"``, told apart from one passed explicitly."""
+
+    __slots__ = ()
+
+
+_MEMORY: Final = _DefaultDb(":memory:")
 
 
 def item_to_event(
@@ -101,16 +123,36 @@ def _author(item: Any) -> str:
 
 
 class SessionliteSession:
-    """The SDK's ``Session`` protocol on a :class:`~sessionlite.SessionService`.
+    """The SDK's ``Session`` protocol on sessionlite: a drop-in for ``SQLiteSession``.
+
+    Switching from the SDK's ``SQLiteSession`` is one line::
+
+        # session = SQLiteSession("conversation-1", "conversations.db")
+        session = SessionliteSession("conversation-1", "conversations.db")
+        result = Runner.run_sync(agent, "Hello", session=session)
+        session.close()
 
     Args:
         session_id: the conversation's id (the sessionlite session id).
-        service: an open service; you open and close it (one serves any number of
-            sessions).
+        db: a database, as :class:`~sessionlite.SessionService` takes it (a file path
+            or ``":memory:"``): the session then owns a ``SessionService(db)``, opened
+            on first use and closed by :meth:`close` (or :meth:`aclose`). Or a
+            ``SessionService`` to share: you own it, open and close it; :meth:`close`
+            leaves it alone.
         app_name: the sessionlite app the conversation belongs to.
         user_id: the sessionlite user it belongs to.
-        session_settings: the SDK's ``SessionSettings`` (or a dict of them);
-            ``session_settings.limit`` is the default of :meth:`get_items`.
+        session_settings: the SDK's ``SessionSettings``, or a dict of them;
+            ``SessionSettings()`` when ``None``. ``session_settings.limit`` is the
+            default of :meth:`get_items`.
+        service: the former name of ``db`` for a shared service; pass one or the other.
+
+    Attributes:
+        service: the :class:`~sessionlite.SessionService` used (owned or shared).
+
+    Raises:
+        TypeError: both ``db`` and ``service`` were given, or ``session_settings`` is not
+            valid (an unknown key, say), with the SDK's own message.
+        InvalidInputError: ``db`` is not a database path.
 
     The sessionlite session is created by the first :meth:`add_items`.
     """
@@ -120,27 +162,71 @@ class SessionliteSession:
     def __init__(
         self,
         session_id: str,
-        service: SessionService,
+        db: str | os.PathLike[str] | SessionService = _MEMORY,
         *,
         app_name: str = DEFAULT_APP_NAME,
         user_id: str = DEFAULT_USER_ID,
         session_settings: SessionSettings | dict[str, Any] | None = None,
+        service: SessionService | None = None,
     ) -> None:
+        from agents.memory.session_settings import SessionSettings, coerce_session_settings
+
+        if service is not None:
+            if db is not _MEMORY:
+                raise TypeError("SessionliteSession() takes db or service, not both")
+            db = service
+        # As SQLiteSession does: the SDK's own coercion, so its errors too.
+        settings = (
+            coerce_session_settings(session_settings)
+            if session_settings is not None
+            else SessionSettings()
+        )
         self.session_id = session_id
-        self.service = service
         self.app_name = app_name
         self.user_id = user_id
-        if isinstance(session_settings, dict):
-            from agents.memory.session_settings import SessionSettings
-
-            session_settings = SessionSettings(**session_settings)
-        self.session_settings = session_settings
+        self.session_settings = settings
+        self._owns_service = not isinstance(db, SessionService)
+        if isinstance(db, SessionService):
+            self.service = db
+        else:
+            self.service = SessionService(":memory:" if db is _MEMORY else db)
+        self._closed = False
         self._created = False
 
     def __repr__(self) -> str:
+        where = "owned" if self._owns_service else "shared"
+        if self._closed:
+            where += ", closed"
         return (
-            f"<SessionliteSession {self.session_id!r} app={self.app_name!r} user={self.user_id!r}>"
+            f"<SessionliteSession {self.session_id!r} app={self.app_name!r} "
+            f"user={self.user_id!r} db={_display(self.service.path)!r} ({where})>"
         )
+
+    def close(self) -> None:
+        """Close the session's own service; idempotent. Synchronous, as ``SQLiteSession``'s.
+
+        Waits until the service has finished its accepted work and closed the database.
+        With a shared service this does nothing: the service's owner closes it.
+        """
+        if not self._owns_service or self._closed:
+            return
+        self._closed = True
+        self.service._close_blocking()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for async code: awaits the service's ``aclose()``."""
+        if not self._owns_service or self._closed:
+            return
+        self._closed = True
+        await self.service.aclose()
+
+    async def _open(self) -> SessionService:
+        """The service, open: an owned one is opened by the first call."""
+        if self._owns_service:
+            if self._closed:
+                raise ServiceClosedError("the SessionliteSession is closed")
+            await self.service._ensure_open()
+        return self.service
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The conversation's items, oldest first: the latest ``limit`` of them.
@@ -154,7 +240,8 @@ class SessionliteSession:
             limit = self.session_settings.limit
         if limit is None or limit < 0:
             limit = _ALL_EVENTS
-        session = await self.service.get_session(
+        service = await self._open()
+        session = await service.get_session(
             app_name=self.app_name,
             user_id=self.user_id,
             session_id=self.session_id,
@@ -167,7 +254,8 @@ class SessionliteSession:
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append items, all or none (one transaction)."""
-        if self.service.closed:
+        service = await self._open()
+        if service.closed:
             raise ServiceClosedError("the SessionService is closed")
         if not items:
             return
@@ -177,10 +265,10 @@ class SessionliteSession:
             # async_persist an append to a missing session fails in the background.
             await self._create()
         try:
-            await self.service.append_events(self._shell(), events)
+            await service.append_events(self._shell(), events)
         except SessionNotFoundError:  # deleted since (by someone else)
             await self._create()
-            await self.service.append_events(self._shell(), events)
+            await service.append_events(self._shell(), events)
 
     async def _create(self) -> None:
         try:
@@ -193,8 +281,9 @@ class SessionliteSession:
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item (None if there is none)."""
+        service = await self._open()
         try:
-            event = await self.service.pop_event(self._shell())
+            event = await service.pop_event(self._shell())
         except SessionNotFoundError:
             return None
         if event is None:
@@ -204,8 +293,9 @@ class SessionliteSession:
 
     async def clear_session(self) -> None:
         """Remove every item; the sessionlite session (and its state) stays."""
+        service = await self._open()
         try:
-            await self.service.clear_events(self._shell())
+            await service.clear_events(self._shell())
         except SessionNotFoundError:
             return
 
@@ -220,3 +310,15 @@ class SessionliteSession:
             created_at=now,
             updated_at=now,
         )
+
+
+def _display(path: str) -> str:
+    """``path`` for a repr: a URL's password masked."""
+    if "://" not in path:
+        return path
+    parts = urlsplit(path)
+    if parts.password is None:
+        return path
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()

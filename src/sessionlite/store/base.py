@@ -124,7 +124,12 @@ class SessionWrite(NamedTuple):
 
 
 class Storage(Protocol):
-    """What a storage backend provides. All methods are safe to call concurrently."""
+    """What a storage backend provides.
+
+    All methods are safe to call concurrently, from any event loop in any thread (the
+    service is awaited from wherever its users are, see :mod:`sessionlite.crossloop`);
+    :meth:`open` and :meth:`close` run on the service's own loop.
+    """
 
     async def open(self, task_group: TaskGroup) -> None:
         """Connect and start any background task in ``task_group`` (the service's)."""
@@ -136,6 +141,10 @@ class Storage(Protocol):
 
     def write_statistics(self) -> tuple[int, int]:
         """(transactions committed, write calls they carried)."""
+        ...
+
+    def is_transient(self, error: object) -> bool:
+        """Whether ``error`` (a result of :meth:`append_batch`) is worth retrying."""
         ...
 
     async def create_session(self, new: NewSession, *, event_limit: int | None) -> Session:

@@ -6,6 +6,10 @@
 each worker writes what has gathered in its queue as one batch (one transaction, every
 command isolated: see :mod:`sessionlite.store.sqlite.writes`).
 
+Callers may be on any event loop in any thread; the workers are tasks on the service's
+own loop. Queues and counts are guarded by one lock and waits are cross-loop
+(:mod:`sessionlite.crossloop`).
+
 Nothing is dropped silently: queues are bounded (a full queue makes ``submit`` wait),
 transient lock errors are retried, and any other failure is logged, counted and raised
 by the next :meth:`flush` (or :meth:`close`) as :class:`PersistenceError` naming the
@@ -18,6 +22,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
@@ -25,9 +30,9 @@ from datetime import timedelta
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..errors import DatabaseLockedError, PersistenceError, ServiceClosedError
+from ..crossloop import CrossLoopQueue, Signal, complete
+from ..errors import PersistenceError, ServiceClosedError
 from ..stats import Counters
 from ..store.base import AppendCommand, AppendOutcome, SessionKey, Storage
 
@@ -35,14 +40,14 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 10_000  # commands per background transaction at most
 YIELD_EVERY = 32  # accepted appends between two passes through the event loop
-RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between attempts after a lock error
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between attempts after a transient error
 
 
 @dataclasses.dataclass(eq=False)
 class _Item:
     command: AppendCommand
     # Set when the caller waits for the write itself (``expected_version`` checks).
-    waiter: asyncio.Future[AppendOutcome] | None = None
+    waiter: asyncio.Future[AppendOutcome | BaseException] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,28 +64,22 @@ class Persister:
     ) -> None:
         self._store = store
         self._counters = counters
-        self._workers = workers
-        self._per_worker = max(1, math.ceil(queue_size / workers))
-        # Streams are created by start(): a service that never opens owns none.
-        self._senders: list[MemoryObjectSendStream[_Item]] = []
-        self._receivers: list[MemoryObjectReceiveStream[_Item]] = []
+        per_worker = max(1, math.ceil(queue_size / workers))
+        # One lock for the queues, the counts and the failures, so that a waiter's
+        # check ("nothing pending for this session") sees them in step.
+        self._lock = threading.Lock()
+        self._progress = Signal(self._lock)
+        self._queues = [CrossLoopQueue[_Item](per_worker, self._lock) for _ in range(workers)]
         self._pending: Counter[SessionKey] = Counter()  # accepted, not yet written
-        self._progress: anyio.Event | None = None  # events are made in start()
+        self._depth = 0
         self._failures: list[_Failure] = []
         self._running = 0
         self._accepted = 0
-        self._stopped: anyio.Event | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self, task_group: TaskGroup) -> None:
-        self._progress = anyio.Event()
-        self._stopped = anyio.Event()
-        for _ in range(self._workers):
-            send, receive = anyio.create_memory_object_stream[_Item](self._per_worker)
-            self._senders.append(send)
-            self._receivers.append(receive)
-        for index in range(self._workers):
+        for index in range(len(self._queues)):
             await task_group.start(self._run, index)
 
     async def close(self, drain_timeout: timedelta) -> None:
@@ -90,39 +89,34 @@ class Persister:
             PersistenceError: some accepted events could not be stored (or were still
                 queued when ``timeout`` ran out).
         """
-        for sender in self._senders:
-            sender.close()
+        for queue in self._queues:
+            queue.close()
         with anyio.move_on_after(drain_timeout.total_seconds()):
-            await self._started(self._stopped).wait()
-        if self._running:
-            left = self._abandon_queued()
-            if left:
-                logger.error(
-                    "sessionlite: %d accepted event(s) were still queued after close_timeout "
-                    "(%s) and were not stored",
-                    len(left),
-                    drain_timeout,
-                )
-            # Batches already in flight finish (their retries are bounded) so that their
-            # outcome is known and reported below, before the store closes.
-            await self._started(self._stopped).wait()
+            await self._progress.wait_until(lambda: not self._running)
+        left = self.abandon_queued()
+        if left:
+            logger.error(
+                "sessionlite: %d accepted event(s) were still queued after close_timeout "
+                "(%s) and were not stored",
+                len(left),
+                drain_timeout,
+            )
+        # Batches already in flight finish (their retries are bounded) so that their
+        # outcome is known and reported below, before the store closes.
+        await self._progress.wait_until(lambda: not self._running)
         self.raise_failures()
 
-    def _abandon_queued(self) -> list[str]:
-        """Take what is still queued (the senders are closed) and report it as failed.
+    def abandon_queued(self) -> list[str]:
+        """Take what is still queued and record it as failed (not logged here); its ids.
 
-        The receivers stay open: a worker busy with a batch then finds its queue empty
-        and ends normally.
+        The queues stay as they are: a worker busy with a batch then finds its queue
+        empty and ends normally.
         """
         ids: list[str] = []
-        for receiver in self._receivers:
-            while True:
-                try:
-                    item = receiver.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                    break
+        for queue in self._queues:
+            for item in queue.take_all():
                 error = ServiceClosedError("the service closed before this event was written")
-                self._fail(item, error, log=False)  # logged once, by close()
+                self._fail(item, error, log=False)
                 ids.extend(p.event.id for p in item.command.events)
         self._notify()
         return ids
@@ -132,25 +126,24 @@ class Persister:
     @property
     def queue_depth(self) -> int:
         """Append calls accepted but not yet written (an append_events call counts once)."""
-        return sum(self._pending.values())
-
-    def _route(self, key: SessionKey) -> int:
-        return hash(key) % len(self._senders)
+        return self._depth
 
     async def submit(self, command: AppendCommand, *, wait: bool = False) -> AppendOutcome | None:
         """Queue ``command`` (waiting while the queue is full); with ``wait``, also wait
         for its write and return its outcome (errors are raised to the caller then)."""
-        waiter = asyncio.get_running_loop().create_future() if wait else None
-        # Counted before sending so a worker that writes it at once finds it counted.
-        self._pending[command.key] += 1
-        sender = self._senders[self._route(command.key)]
+        key = command.key
+        waiter: asyncio.Future[AppendOutcome | BaseException] | None = (
+            asyncio.get_running_loop().create_future() if wait else None
+        )
         item = _Item(command, waiter)
+        queue = self._queues[hash(key) % len(self._queues)]
+        with self._lock:
+            # Counted before queueing so a worker that writes it at once finds it counted.
+            self._count(key, 1)
         try:
-            try:
-                # Room in the queue: accept without a trip through the event loop...
-                sender.send_nowait(item)
-            except anyio.WouldBlock:
-                await sender.send(item)  # full: wait for room (backpressure)
+            # Room in the queue: accept without a trip through the event loop...
+            if not queue.put_nowait(item):
+                await queue.put(item)  # full: wait for room (backpressure)
             else:
                 # ...but let other tasks (the writers among them) run now and then, so
                 # a caller appending in a tight loop cannot starve them. Shielded: the
@@ -158,24 +151,31 @@ class Persister:
                 self._accepted += 1
                 if self._accepted % YIELD_EVERY == 0:
                     await anyio.lowlevel.cancel_shielded_checkpoint()
-        except BaseException as exc:  # closed, or the caller was cancelled while waiting
-            self._pending[command.key] -= 1
-            if self._pending[command.key] <= 0:
-                del self._pending[command.key]
-            if isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError)):
-                raise ServiceClosedError(
-                    "the service is closed; the event was not accepted"
-                ) from None
+        except BaseException:  # closed, or the caller was cancelled while waiting
+            with self._lock:
+                self._count(key, -1)
+                self._progress.notify_all()
             raise
         if waiter is None:
             return None
-        outcome: AppendOutcome = await waiter
+        outcome = await waiter
+        if isinstance(outcome, BaseException):
+            raise outcome
         return outcome
+
+    def _count(self, key: SessionKey, change: int) -> None:
+        # With the lock held.
+        self._depth += change
+        left = self._pending[key] + change
+        if left > 0:
+            self._pending[key] = left
+        else:
+            del self._pending[key]
 
     async def wait_for(self, key: SessionKey) -> None:
         """Wait until every event accepted so far for ``key`` has been written (or failed)."""
-        while self._pending.get(key, 0) > 0:
-            await self._started(self._progress).wait()
+        if key in self._pending:
+            await self._progress.wait_until(lambda: key not in self._pending)
 
     async def flush(self) -> None:
         """Wait until everything accepted so far is written; raise recorded failures."""
@@ -184,13 +184,14 @@ class Persister:
 
     async def wait_idle(self) -> None:
         """Wait until everything accepted so far is written (or failed)."""
-        while self.queue_depth > 0:
-            await self._started(self._progress).wait()
+        if self._depth:
+            await self._progress.wait_until(lambda: not self._depth)
 
     def raise_failures(self) -> None:
-        if not self._failures:
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if not failures:
             return
-        failures, self._failures = self._failures, []
         ids = [event_id for failure in failures for event_id in failure.event_ids]
         first = failures[0].error
         raise PersistenceError(
@@ -202,24 +203,17 @@ class Persister:
     # -- the workers ----------------------------------------------------------------
 
     async def _run(self, index: int, *, task_status: TaskStatus[None]) -> None:
-        receiver = self._receivers[index]
-        self._running += 1
+        queue = self._queues[index]
+        with self._lock:
+            self._running += 1
         task_status.started()
         try:
-            async for first in receiver:
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(receiver.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
+            while batch := await queue.get_batch(MAX_BATCH):
                 await self._write(batch)
         finally:
-            self._running -= 1
-            if not self._running:
-                self._started(self._stopped).set()
-                for stream in self._receivers:
-                    stream.close()
+            with self._lock:
+                self._running -= 1
+                self._progress.notify_all()
 
     async def _write(self, batch: list[_Item]) -> None:
         todo = batch
@@ -228,7 +222,7 @@ class Persister:
                 results = await self._attempt(todo)
                 retry = []
                 for item, result in zip(todo, results, strict=True):
-                    if isinstance(result, DatabaseLockedError) and delay is not None:
+                    if delay is not None and self._store.is_transient(result):
                         retry.append(item)
                     elif isinstance(result, BaseException):
                         self._fail(item, result)
@@ -238,7 +232,9 @@ class Persister:
                 if not retry:
                     break
                 self._counters.persist_retries += 1
-                logger.warning("sessionlite: database locked; retrying %d write(s)", len(retry))
+                logger.warning(
+                    "sessionlite: transient storage error; retrying %d write(s)", len(retry)
+                )
                 await anyio.sleep(delay or 0)
         finally:
             # Cancelled while waiting to retry (the service is shutting down): what was
@@ -262,18 +258,18 @@ class Persister:
         self._done(item)
         if not outcome.duplicate:
             self._counters.events_persisted += len(outcome.events)
-        if item.waiter is not None and not item.waiter.done():
-            item.waiter.set_result(outcome)
+        if item.waiter is not None:
+            complete(item.waiter, outcome)
 
     def _fail(self, item: _Item, error: BaseException, *, log: bool = True) -> None:
         self._done(item)
         if item.waiter is not None:
             # The caller is waiting for this write: it gets the error itself.
-            if not item.waiter.done():
-                item.waiter.set_exception(error)
+            complete(item.waiter, error)
             return
         ids = tuple(p.event.id for p in item.command.events)
-        self._failures.append(_Failure(ids, error))
+        with self._lock:
+            self._failures.append(_Failure(ids, error))
         self._counters.persist_failures += len(ids)
         if not log:
             return
@@ -285,17 +281,9 @@ class Persister:
         )
 
     def _done(self, item: _Item) -> None:
-        key = item.command.key
-        self._pending[key] -= 1
-        if self._pending[key] <= 0:
-            del self._pending[key]
+        with self._lock:
+            self._count(item.command.key, -1)
 
     def _notify(self) -> None:
-        self._started(self._progress).set()
-        self._progress = anyio.Event()
-
-    @staticmethod
-    def _started(event: anyio.Event | None) -> anyio.Event:
-        if event is None:
-            raise ServiceClosedError("the service is not open")
-        return event
+        with self._lock:
+            self._progress.notify_all()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import anyio
 
 from ..config import Clock
+from ..crossloop import CrossLoopLock
 from ..errors import InvalidInputError
 from ..models import Event, Summary
 from ..stats import Counters
@@ -19,10 +21,13 @@ Barrier = Callable[[SessionKey], Awaitable[None]]
 
 
 class _CountedLock:
-    """A lock that is dropped from the table when nobody holds or waits for it."""
+    """A lock that is dropped from the table when nobody holds or waits for it.
+
+    Cross-loop: queued jobs run on the service's loop, ``summarize()`` on the caller's.
+    """
 
     def __init__(self) -> None:
-        self.lock = anyio.Lock()
+        self.lock = CrossLoopLock()
         self.users = 0
 
 
@@ -48,6 +53,7 @@ class SummaryJobRunner:
         self._read_events = read_events
         self._barrier = barrier
         self._locks: dict[tuple[SessionKey, str], _CountedLock] = {}
+        self._locks_guard = threading.Lock()
 
     async def run(self, key: SessionKey, branch: str, force: bool) -> Summary | None:
         """Summarize the events after the branch's previous summary.
@@ -60,8 +66,9 @@ class SummaryJobRunner:
             InvalidInputError: the summarizer returned something other than str/None.
             Exception: whatever the summarizer (or the store) raised.
         """
-        lock = self._locks.setdefault((key, branch), _CountedLock())
-        lock.users += 1
+        with self._locks_guard:
+            lock = self._locks.setdefault((key, branch), _CountedLock())
+            lock.users += 1
         try:
             # One job at a time per session and branch: two overlapping jobs would each
             # see a different set of new events, and the slower would win.
@@ -76,9 +83,10 @@ class SummaryJobRunner:
             self._counters.summary_jobs_failed += 1
             raise
         finally:
-            lock.users -= 1
-            if not lock.users:
-                del self._locks[(key, branch)]
+            with self._locks_guard:
+                lock.users -= 1
+                if not lock.users:
+                    del self._locks[(key, branch)]
 
     async def _run(self, key: SessionKey, branch: str, force: bool) -> Summary | None:
         await self._barrier(key)  # async_persist: summarize what was accepted

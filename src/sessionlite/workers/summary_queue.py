@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectSendStream
 
+from ..crossloop import CrossLoopQueue, Signal
 from ..errors import ServiceClosedError, SummaryQueueFullError
 from ..models import Summary
 from ..stats import Counters
@@ -53,46 +54,47 @@ class SummaryQueue:
         self._counters = counters
         self._workers = workers
         self._policy = policy
-        self._queue_size = queue_size
-        self._send: MemoryObjectSendStream[_Job] | None = None  # created by start()
+        # Any loop enqueues; the workers run on the service's loop. One lock guards the
+        # queue, the table of queued jobs and the worker count.
+        self._lock = threading.Lock()
+        self._queue = CrossLoopQueue[_Job](queue_size, self._lock)
+        self._stopped = Signal(self._lock)
         self._queued: dict[tuple[SessionKey, str], _Job] = {}
         self._running = 0
-        self._stopped: anyio.Event | None = None  # made in start()
 
     @property
     def depth(self) -> int:
         return len(self._queued)
 
     async def start(self, task_group: TaskGroup) -> None:
-        self._stopped = anyio.Event()
-        self._send, receive = anyio.create_memory_object_stream[_Job](self._queue_size)
-        with receive:  # each worker holds its own clone
-            for _ in range(self._workers):
-                await task_group.start(self._worker, receive.clone())
+        for _ in range(self._workers):
+            await task_group.start(self._worker)
 
     def close(self) -> None:
         """Stop accepting; workers finish the queued jobs, then end."""
-        if self._send is not None:
-            self._send.close()
+        self._queue.close()
 
     async def wait_closed(self) -> None:
         """Wait until the workers have run every queued job and stopped."""
-        if self._running and self._stopped is not None:
-            await self._stopped.wait()
+        await self._stopped.wait_until(lambda: not self._running)
 
     async def enqueue(self, key: SessionKey, branch: str, force: bool) -> bool:
         """Queue a job; False when a queued job for the same session and branch absorbed it."""
-        queued = self._queued.get((key, branch))
-        if queued is not None:
-            queued.force = queued.force or force
-            self._counters.summary_jobs_coalesced += 1
-            return False
         job = _Job(key, branch, force)
-        if self._send is None:
-            raise ServiceClosedError("the service is not open; no summary job queued")
-        try:
-            self._send.send_nowait(job)
-        except anyio.WouldBlock:
+        with self._lock:
+            queued = self._queued.get((key, branch))
+            if queued is not None:
+                queued.force = queued.force or force
+                self._counters.summary_jobs_coalesced += 1
+                return False
+            try:
+                queued_now = self._queue.put_locked(job)
+            except ServiceClosedError:
+                raise ServiceClosedError("the service is closed; no summary job queued") from None
+            if queued_now:
+                self._queued[(key, branch)] = job
+                self._counters.summary_jobs_queued += 1
+        if not queued_now:
             if self._policy == "reject":
                 self._counters.summary_jobs_rejected += 1
                 raise SummaryQueueFullError(
@@ -101,32 +103,24 @@ class SummaryQueue:
                 ) from None
             self._counters.summary_jobs_inline += 1
             await self.run_guarded(job)
-            return True
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise ServiceClosedError("the service is closed; no summary job queued") from None
-        self._queued[(key, branch)] = job
-        self._counters.summary_jobs_queued += 1
         return True
 
-    async def _worker(
-        self,
-        receive: anyio.abc.ObjectReceiveStream[_Job],
-        *,
-        task_status: TaskStatus[None],
-    ) -> None:
-        self._running += 1
+    async def _worker(self, *, task_status: TaskStatus[None]) -> None:
+        with self._lock:
+            self._running += 1
         task_status.started()
         try:
-            async with receive:
-                async for job in receive:
-                    # Leaving the queue now: a request arriving while it runs queues anew
-                    # (it may concern events this run does not see).
+            while batch := await self._queue.get_batch(1):
+                (job,) = batch
+                with self._lock:
+                    # Leaving the queue now: a request arriving while it runs queues
+                    # anew (it may concern events this run does not see).
                     self._queued.pop((job.key, job.branch), None)
-                    await self.run_guarded(job)
+                await self.run_guarded(job)
         finally:
-            self._running -= 1
-            if not self._running and self._stopped is not None:
-                self._stopped.set()
+            with self._lock:
+                self._running -= 1
+                self._stopped.notify_all()
 
     async def run_guarded(self, job: _Job) -> None:
         """Run one job; failures are logged and counted, never raised."""

@@ -4,12 +4,22 @@ aiosqlite gives each connection a worker thread and ships every call there. Ship
 each statement separately costs a thread hop per statement, so we ship whole
 transactions instead: a synchronous function ``fn(sqlite3.Connection, *args)`` runs in
 the connection's thread in one hop. aiosqlite has no public API for that, so this is
-the one module that uses its ``Connection._execute`` (pinned range in pyproject, checked
-by ``tests/test_store_internals.py``).
+the one module that uses its internals (the worker queue ``_tx``, ``_thread`` and
+``_conn``; pinned range in pyproject, checked by ``tests/test_store_internals.py``).
+
+Two things differ from aiosqlite's own calls, both so that a service can be awaited from
+any event loop in any thread (see :mod:`sessionlite.crossloop`):
+
+- results reach the caller's loop through :func:`~sessionlite.crossloop.complete`, which
+  forgets a caller whose loop has closed meanwhile (aiosqlite's worker thread would die
+  on that ``RuntimeError`` and leave the connection hanging);
+- worker threads are daemon threads: an unclosed service never keeps the interpreter
+  alive (the service's exit hook finishes its work first, see :mod:`sessionlite.lifecycle`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
@@ -17,8 +27,9 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import aiosqlite
-import anyio
 
+from ...crossloop import complete
+from ...errors import ServiceClosedError
 from .errors import is_transient, translate
 
 T = TypeVar("T")
@@ -57,6 +68,7 @@ class ThreadConnection:
             # the rest, so none is prepared again.
             cached_statements=CACHED_STATEMENTS,
         )
+        raw._thread.daemon = True  # started by the await below
         try:
             aio = await raw
         except sqlite3.Error as exc:
@@ -74,13 +86,25 @@ class ThreadConnection:
 
         sqlite errors are translated to :class:`~sessionlite.StorageError` subclasses.
         """
-        try:
-            result: T = await self._conn._execute(  # type: ignore[no-untyped-call]
-                _call, self._conn, fn, args
-            )
-        except sqlite3.Error as exc:
-            raise translate(exc, self._path) from exc
-        return result
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.run_detached(_call_into, fn, args, future)
+        result = await future
+        if isinstance(result, _Raised):
+            error = result.error
+            if isinstance(error, sqlite3.Error):
+                raise translate(error, self._path) from error
+            raise error
+        return result  # type: ignore[no-any-return]
+
+    def run_detached(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(sqlite3_connection, *args)`` for the connection's thread; no result.
+
+        ``fn`` must not raise (the thread would only log it); it reports its own outcome.
+        """
+        aio = self._conn
+        if not aio._running:
+            raise ServiceClosedError("the connection is closed; nothing was run")
+        aio._tx.put_nowait((None, lambda: fn(aio._conn, *args)))
 
     async def close(self) -> None:
         try:
@@ -89,8 +113,26 @@ class ThreadConnection:
             pass
 
 
-def _call(aio: aiosqlite.Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    return fn(aio._conn, *args)
+class _Raised:
+    """An exception travelling back as a result (so the thread never raises)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _call_into(
+    conn: sqlite3.Connection,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    future: asyncio.Future[Any],
+) -> None:
+    try:
+        result = fn(conn, *args)
+    except BaseException as exc:  # handed to the caller, never lost in the thread
+        result = _Raised(exc)
+    complete(future, result)
 
 
 def _configure(
@@ -133,20 +175,25 @@ def _enable_wal(conn: sqlite3.Connection, busy_timeout: timedelta) -> str:
 
 
 class ReaderPool:
-    """A few connections for reads; each read takes one, runs in its thread, returns it."""
+    """A few connections for reads; each read goes to the least busy one.
+
+    No semaphore or free list: a connection's thread runs its queued reads one after
+    another, and the pool is used from any loop in any thread (the busy counts are a
+    load-balancing hint, so an occasional lost update under a thread switch is harmless).
+    """
 
     def __init__(self, connections: list[ThreadConnection]) -> None:
-        self._free = list(connections)
         self._all = list(connections)
-        self._available = anyio.Semaphore(len(connections))
+        self._busy = [0] * len(connections)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        async with self._available:
-            connection = self._free.pop()
-            try:
-                return await connection.run(fn, *args)
-            finally:
-                self._free.append(connection)
+        busy = self._busy
+        index = busy.index(min(busy))
+        busy[index] += 1
+        try:
+            return await self._all[index].run(fn, *args)
+        finally:
+            busy[index] -= 1
 
     async def close(self, *, keep: ThreadConnection | None = None) -> None:
         for connection in self._all:

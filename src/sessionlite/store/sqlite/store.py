@@ -12,7 +12,7 @@ from anyio.abc import TaskGroup
 from pydantic import JsonValue
 
 from ...config import ServiceOptions
-from ...errors import StorageError
+from ...errors import DatabaseLockedError, StorageError
 from ...models import Event, Session, SessionPage, Summary
 from ...timestamps import from_micros, to_micros
 from ..base import (
@@ -58,7 +58,7 @@ class SqliteStore:
     # -- lifecycle ------------------------------------------------------------------
 
     async def open(self, task_group: TaskGroup) -> None:
-        """Connect, create or check the schema, and start the writer in ``task_group``."""
+        """Connect, create or check the schema, and get the group-commit writer ready."""
         try:
             await self._connect()
             assert self._writer_conn is not None
@@ -68,7 +68,6 @@ class SqliteStore:
                 path=self.path,
                 max_batch=self._options.max_write_batch,
             )
-            await task_group.start(self._writer.run)
         except BaseException:
             await self._close_connections()
             raise
@@ -144,6 +143,10 @@ class SqliteStore:
         if self._writer is None:
             return (0, 0)
         return (self._writer.transactions, self._writer.jobs)
+
+    def is_transient(self, error: object) -> bool:
+        """Lock contention with another process outlasting ``busy_timeout``."""
+        return isinstance(error, DatabaseLockedError)
 
     # -- sessions -------------------------------------------------------------------
 
