@@ -186,3 +186,29 @@ def test_the_plugin_loads_without_pytest_asyncio() -> None:
         "assert callable(plugin.manual_clock) and callable(plugin.session_service)\n"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, timeout=60)
+
+
+UNCLOSED_SERVICE_TEST = """
+from sessionlite import Event, SessionService
+
+
+async def test_fails_before_closing_its_service(tmp_path) -> None:
+    service = SessionService(tmp_path / "db.sqlite", async_persist=True)
+    await service.open()
+    session = await service.create_session(app_name="a", user_id="u", session_id="s")
+    await service.append_event(session, Event(author="user", content="hi"))
+    assert False, "the test fails before its finally"
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_failed_test_with_an_unclosed_service_ends_the_run(pytester: pytest.Pytester) -> None:
+    # Regression: aiosqlite's non-daemon threads kept the interpreter alive after
+    # "1 failed". The inner run is a real process, so a hang fails this test (timeout).
+    pytester.makeini(INI.replace("filterwarnings = error", "filterwarnings = default"))
+    pytester.makepyfile(test_unclosed=UNCLOSED_SERVICE_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", timeout=100
+    )
+    result.assert_outcomes(failed=1)
+    assert result.ret == 1

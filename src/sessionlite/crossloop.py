@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
 from .errors import ServiceClosedError
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 __all__ = [
     "CrossLoopEvent",
     "CrossLoopLock",
     "CrossLoopQueue",
+    "KeyedLocks",
     "Signal",
     "complete",
     "complete_many",
@@ -218,3 +221,28 @@ class CrossLoopEvent:
 
     async def wait(self) -> None:
         await self._signal.wait_until(self.is_set)
+
+
+class KeyedLocks(Generic[K]):
+    """One :class:`CrossLoopLock` per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[K, tuple[CrossLoopLock, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: K) -> AsyncIterator[None]:
+        with self._guard:
+            lock, users = self._locks.setdefault(key, (CrossLoopLock(), [0]))
+            users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            with self._guard:
+                users[0] -= 1
+                if not users[0]:
+                    del self._locks[key]

@@ -224,7 +224,13 @@ class ServiceRuntime:
         return await self.summaries.enqueue(key, branch, force)
 
     async def run_cleanup(self) -> CleanupReport:
-        """Run one cleaner pass now."""
+        """Run one cleaner pass now, after the events accepted so far are written.
+
+        Like a direct state write, an explicit pass must not overtake queued appends
+        (one of them may keep a session alive). The periodic pass does not wait: under
+        a steady load the queue is never empty.
+        """
+        await self.wait_all_persisted()
         return await self.cleaner.run_once()
 
     # -- observability --------------------------------------------------------------

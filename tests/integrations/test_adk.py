@@ -684,3 +684,76 @@ def test_importing_sessionlite_does_not_import_adk() -> None:
         "assert 'google.adk' not in sys.modules and 'agents' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- sync Runner.run: a fresh event loop in a new thread for every call ---------------------
+
+
+def run_sync_turn(runner: Runner, text: str) -> list[AdkEvent]:
+    message = types.Content(role="user", parts=[types.Part(text=text)])
+    return list(runner.run(user_id="ann", session_id="chat", new_message=message))
+
+
+def five_turn_script() -> list[LlmResponse]:
+    return [
+        call("remember_color", color="teal"),
+        reply("Noted: teal."),
+        reply("Hello."),
+        call("remember_color", color="plum"),
+        reply("Plum it is."),
+        reply("Still here."),
+        reply("Bye."),
+    ]
+
+
+def drive_five_turns(service: BaseSessionService) -> tuple[list[Any], dict[str, Any]]:
+    """Five turns through the sync Runner.run, one through run_async in between; then
+    the stored history (author, text) and state, read on yet another loop."""
+    runner = make_runner(service, ScriptedModel(script=five_turn_script()))
+    asyncio.run(service.create_session(app_name="colors", user_id="ann", session_id="chat"))
+    run_sync_turn(runner, "My favourite color is teal.")
+    run_sync_turn(runner, "Hi!")
+    asyncio.run(run_turn(runner, "Make it plum."))  # run_async, on a loop of its own
+    run_sync_turn(runner, "Still there?")
+    run_sync_turn(runner, "Bye.")
+
+    async def read() -> tuple[list[Any], dict[str, Any]]:
+        got = await service.get_session(app_name="colors", user_id="ann", session_id="chat")
+        assert got is not None
+        history = [
+            (
+                e.author,
+                [
+                    p.text or (p.function_call and p.function_call.name)
+                    for p in e.content.parts or []
+                ],
+            )
+            for e in got.events
+            if e.content is not None
+        ]
+        await runner.close()
+        return history, dict(got.state)
+
+    return asyncio.run(read())
+
+
+@pytest.mark.timeout(120)
+def test_sync_runner_over_many_turns_matches_adks_own_service(tmp_path: Path) -> None:
+    ours = SessionliteSessionService(tmp_path / "ours.db")
+    theirs = SqliteSessionService(str(tmp_path / "adk.db"))
+    our_history, our_state = drive_five_turns(ours)
+    their_history, their_state = drive_five_turns(theirs)
+    asyncio.run(ours.close())
+    assert our_history == their_history
+    assert len(our_history) == 5 + 7 + 2  # user messages, model replies, tool results
+    assert our_state == their_state == {"color": "plum", "user:favourite": "plum", "turns": 2}
+
+    async def reopen() -> None:
+        async with SessionliteSessionService(tmp_path / "ours.db") as again:
+            got = await again.get_session(app_name="colors", user_id="ann", session_id="chat")
+            assert got is not None and got.state == our_state
+            assert await again.get_user_state(app_name="colors", user_id="ann") == {
+                "favourite": "plum"
+            }
+
+    asyncio.run(reopen())

@@ -26,8 +26,6 @@ columns carry what sessionlite itself uses: the same ``id``, ``author``,
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import importlib
 import json
 import logging
@@ -54,6 +52,7 @@ from pydantic import ValidationError
 from typing_extensions import Self, override
 
 from ..config import parse_options
+from ..crossloop import CrossLoopLock, KeyedLocks
 from ..errors import (
     DatabaseCorruptError,
     EventConflictError,
@@ -253,12 +252,6 @@ def _json_safe(state: Mapping[str, Any]) -> dict[str, Any]:
 # -- the service ----------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class _KeyedLock:
-    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class SessionliteSessionService(BaseSessionService):
     """An ADK session service that stores sessions with sessionlite.
 
@@ -302,9 +295,11 @@ class SessionliteSessionService(BaseSessionService):
             self._path, self._options = service, options
         self._owned = self._service is None
         self._closed = False
-        self._open_lock = asyncio.Lock()
+        # Cross-loop locks: ADK's sync Runner.run calls from a new loop in a new thread
+        # each time (see sessionlite.crossloop).
+        self._open_lock = CrossLoopLock()
         self._detect_stale = detect_stale_sessions
-        self._locks: dict[tuple[str, str, str], _KeyedLock] = {}
+        self._locks = KeyedLocks[tuple[str, str, str]]()
 
     @property
     def service(self) -> SessionService:
@@ -527,18 +522,8 @@ class SessionliteSessionService(BaseSessionService):
     @asynccontextmanager
     async def _session_lock(self, session: AdkSession) -> AsyncIterator[None]:
         """Appends to one session take turns, so that each sees the last one's version."""
-        key = (session.app_name, session.user_id, session.id)
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = _KeyedLock()
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[key]
+        async with self._locks.hold((session.app_name, session.user_id, session.id)):
+            yield
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import anyio
 
 from ..config import Clock
-from ..crossloop import CrossLoopLock
+from ..crossloop import KeyedLocks
 from ..errors import InvalidInputError
 from ..models import Event, Summary
 from ..stats import Counters
@@ -18,17 +17,6 @@ from ..summaries import Summarizer, SummaryRequest
 
 EventReader = Callable[[SessionKey, EventFilter], AsyncIterator[Event]]
 Barrier = Callable[[SessionKey], Awaitable[None]]
-
-
-class _CountedLock:
-    """A lock that is dropped from the table when nobody holds or waits for it.
-
-    Cross-loop: queued jobs run on the service's loop, ``summarize()`` on the caller's.
-    """
-
-    def __init__(self) -> None:
-        self.lock = CrossLoopLock()
-        self.users = 0
 
 
 class SummaryJobRunner:
@@ -52,8 +40,8 @@ class SummaryJobRunner:
         self._timeout = timeout
         self._read_events = read_events
         self._barrier = barrier
-        self._locks: dict[tuple[SessionKey, str], _CountedLock] = {}
-        self._locks_guard = threading.Lock()
+        # Cross-loop: queued jobs run on the service's loop, ``summarize()`` on the caller's.
+        self._locks = KeyedLocks[tuple[SessionKey, str]]()
 
     async def run(self, key: SessionKey, branch: str, force: bool) -> Summary | None:
         """Summarize the events after the branch's previous summary.
@@ -66,13 +54,10 @@ class SummaryJobRunner:
             InvalidInputError: the summarizer returned something other than str/None.
             Exception: whatever the summarizer (or the store) raised.
         """
-        with self._locks_guard:
-            lock = self._locks.setdefault((key, branch), _CountedLock())
-            lock.users += 1
         try:
             # One job at a time per session and branch: two overlapping jobs would each
             # see a different set of new events, and the slower would win.
-            async with lock.lock:
+            async with self._locks.hold((key, branch)):
                 return await self._run(key, branch, force)
         except TimeoutError:
             self._counters.summary_jobs_timed_out += 1
@@ -82,11 +67,6 @@ class SummaryJobRunner:
         except Exception:
             self._counters.summary_jobs_failed += 1
             raise
-        finally:
-            with self._locks_guard:
-                lock.users -= 1
-                if not lock.users:
-                    del self._locks[(key, branch)]
 
     async def _run(self, key: SessionKey, branch: str, force: bool) -> Summary | None:
         await self._barrier(key)  # async_persist: summarize what was accepted
