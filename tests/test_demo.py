@@ -31,6 +31,10 @@ def test_demo_command_uses_default_database(tmp_path: Path) -> None:
     assert "user:favourite_city" in result.stdout
     assert "temp:raw" not in result.stdout  # temp: state is never stored
     assert "Total time in sessionlite calls" in result.stdout
+    # It says that it adds to the user's real default database, and what to try next.
+    assert "each demo run adds one session to it" in result.stdout
+    assert "Try next:\n  sessionlite sessions --app weather-agent\n" in result.stdout
+    assert "Docs: " in result.stdout
 
 
 async def test_run_demo_in_memory() -> None:

@@ -13,6 +13,7 @@ from sessionlite import (
     InvalidInputError,
     PersistenceError,
     Session,
+    SessionLiteError,
     SessionNotFoundError,
     SessionService,
     StaleSessionError,
@@ -505,3 +506,26 @@ async def test_pop_and_clear_on_missing_session(service: SessionService) -> None
         await service.pop_event(session)
     with pytest.raises(SessionNotFoundError):
         await service.clear_events(session)
+
+
+async def test_replace_events_is_one_transaction(service: SessionService) -> None:
+    # The adapters' history replacement (OpenAI Agents SDK compaction), in every mode.
+    session = await service.create_session(app_name="a", user_id="u", session_id="s")
+    await service.append_events(
+        session, [Event(author="u", content=i, state_delta={"k": i}) for i in range(3)]
+    )
+    replaced = await service._replace_events(session, [Event(author="u", content="summary")])
+    assert [e.sequence for e in replaced] == [4]
+    assert [e.content for e in session.events] == ["summary"]
+    got = await service.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None and [e.content for e in got.events] == ["summary"]
+    assert got.state == {"k": 2} and got.version == session.version
+    # A failing replacement leaves the old history: duplicate ids within one call.
+    twice = Event(author="u", content="x")
+    with pytest.raises(SessionLiteError):
+        await service._replace_events(session, [twice, twice.model_copy(update={"content": 1})])
+    got = await service.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None and [e.content for e in got.events] == ["summary"]
+    assert await service._replace_events(session, []) == []
+    got = await service.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None and got.events == []

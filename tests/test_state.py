@@ -120,3 +120,30 @@ async def test_direct_state_rejects_bad_input(service: SessionService) -> None:
     with pytest.raises(InvalidInputError, match="prefix"):
         await service.update_user_state("app", "u", {"user:k": 1})
     assert await service.get_app_state("app") == {}
+
+
+@pytest.mark.parametrize("bare", ["app:", "user:", "temp:"])
+async def test_a_scope_prefix_without_a_key_is_refused_everywhere(
+    service: SessionService, bare: str
+) -> None:
+    with pytest.raises(InvalidInputError, match="scope prefix without a key"):
+        await service.create_session(app_name="a", user_id="u", session_id="s", state={bare: 1})
+    assert await service.get_session(app_name="a", user_id="u", session_id="s") is None
+    session = await service.create_session(app_name="a", user_id="u", session_id="s")
+    with pytest.raises(InvalidInputError, match="scope prefix without a key"):
+        await service.append_event(session, Event(author="u", state_delta={"ok": 1, bare: 1}))
+    with pytest.raises(InvalidInputError, match="scope prefix without a key"):
+        await service.append_events(session, [Event(author="u", state_delta={bare: 1})])
+    await service.flush()
+    got = await service.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None and got.events == [] and got.state == {} and got.version == 0
+    assert session.state == {} and session.version == 0
+
+
+async def test_an_empty_app_or_user_key_is_refused(service: SessionService) -> None:
+    with pytest.raises(InvalidInputError, match="must not be empty"):
+        await service.update_app_state("a", {"": 1})
+    with pytest.raises(InvalidInputError, match="must not be empty"):
+        await service.update_user_state("a", "u", {"k": 1, "": 2})
+    assert await service.get_app_state("a") == {}
+    assert await service.get_user_state("a", "u") == {}

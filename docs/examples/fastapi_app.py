@@ -1,6 +1,6 @@
 """A small chat API on FastAPI that keeps its conversations in sessionlite.
 
-Run it (needs ``pip install sessionlite fastapi uvicorn``)::
+Run it (needs ``pip install '.[fastapi]' uvicorn`` in a sessionlite checkout)::
 
     python docs/examples/fastapi_app.py          # serves http://127.0.0.1:8000/docs
 

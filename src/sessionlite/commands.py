@@ -24,6 +24,7 @@ from .validation import (
     check_json_object,
     check_limit,
     check_session,
+    check_state_keys,
     check_text,
     prepare_event,
 )
@@ -68,6 +69,7 @@ def new_session(
     if agent_id is not None:
         check_text(agent_id, "agent_id")
     state = check_json_object({} if state is None else state, "state")
+    check_state_keys(state, "state")
     new = NewSession(
         key=key,
         agent_id=agent_id,

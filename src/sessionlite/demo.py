@@ -8,6 +8,7 @@ what was stored and what each step cost.
 from __future__ import annotations
 
 import functools
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from typing import TextIO, TypeVar
@@ -19,6 +20,7 @@ T = TypeVar("T")
 
 APP = "weather-agent"
 USER = "demo-user"
+DOCS = "docs/index.md in the source tree (build the site with `nox -s docs`)"
 
 
 class _Timer:
@@ -73,7 +75,14 @@ async def run_demo(path: str | None, out: TextIO) -> None:
     """Play the scripted conversation against the database at ``path``."""
     timer = _Timer(out)
     async with SessionService(path) as service:
-        print(f"Database: {service.path}\n", file=out)
+        print(f"Database: {service.path}", file=out)
+        if path is None:
+            print(
+                "(your default sessionlite database: each demo run adds one session to it;"
+                " pass --db PATH to use another file)",
+                file=out,
+            )
+        print(file=out)
         session = await timer.step(
             "create_session",
             lambda: service.create_session(app_name=APP, user_id=USER, session_id=new_id()),
@@ -100,3 +109,16 @@ async def run_demo(path: str | None, out: TextIO) -> None:
         print(f"\n{USER} has {len(page.sessions)} recent session(s) in {APP!r}", end="", file=out)
         print(" (more on the next page)" if page.next_cursor else "", file=out)
         print(f"\nTotal time in sessionlite calls: {timer.total * 1000:.2f} ms", file=out)
+    _next_steps(service.path, session.id, default=path is None, out=out)
+
+
+def _next_steps(path: str, session_id: str, *, default: bool, out: TextIO) -> None:
+    db = "" if default else f" --db {shlex.quote(path)}"
+    if path == ":memory:":
+        print("\nThe in-memory database is gone now; run with a file to keep it.", file=out)
+        return
+    print("\nTry next:", file=out)
+    print(f"  sessionlite{db} sessions --app {APP}", file=out)
+    print(f"  sessionlite{db} show {session_id} --app {APP} --user {USER}", file=out)
+    print(f"  sessionlite{db} stats", file=out)
+    print(f"  Docs: {DOCS}", file=out)

@@ -386,9 +386,18 @@ class SessionService:
         given: object = events
         if not isinstance(given, (list, tuple)):
             raise InvalidInputError("events must be a list of Event", field="events")
+        admitted = await self._admit(session, events, expected_version)
+        if not admitted:
+            return []
+        return await self._append(session, admitted, expected_version)
+
+    async def _admit(
+        self, session: Session, events: Sequence[Event], expected_version: int | None
+    ) -> list[Event]:
+        """The events as the append hooks leave them (a hook may drop or replace one)."""
         hooks = self._options.append_event_hooks
         if not hooks:
-            return await self._append(session, list(events), expected_version)
+            return list(events)
         admitted: list[Event] = []
 
         async def admit(ctx: AppendContext) -> Event:
@@ -397,9 +406,33 @@ class SessionService:
 
         for event in events:
             await run_chain(hooks, AppendContext(self, session, event, expected_version), admit)
+        return admitted
+
+    async def _replace_events(self, session: Session, events: Sequence[Event]) -> list[Event]:
+        """Replace the session's events with ``events`` in one transaction (for adapters:
+        the OpenAI Agents SDK's history compaction). Its state stays; sequences go on
+        increasing. Durable on return, also with ``async_persist``.
+        """
+        self._check_open()
+        check_session(session)
+        given: object = events
+        if not isinstance(given, (list, tuple)):
+            raise InvalidInputError("events must be a list of Event", field="events")
+        admitted = await self._admit(session, events, None)
         if not admitted:
+            await self.clear_events(session)
             return []
-        return await self._append(session, admitted, expected_version)
+        prepared, command = prepare_append(session, admitted, None, self._now)
+        if command is None:
+            raise InvalidInputError(
+                "partial (streaming) events are never stored; a history replacement "
+                "needs events to store",
+                field="events",
+            )
+        await self._runtime.wait_persisted(command.key)
+        outcome = await self._store.replace_events(command)
+        session.events.clear()
+        return apply_outcome(session, prepared, outcome, self._options)
 
     async def _append(
         self, session: Session, events: list[Event], expected_version: int | None
@@ -490,7 +523,7 @@ class SessionService:
         """Merge ``delta`` (keys without prefix) into the app-scoped state."""
         self._check_open()
         app_name = check_text(app_name, "app_name")
-        delta = check_plain_keys(check_json_object(delta, "delta"))
+        delta = check_plain_keys(check_json_object(delta, "delta"), allow_empty=False)
         await self._runtime.wait_all_persisted()
         await self._store.update_app_state(app_name, delta, now=self._now())
 
@@ -514,7 +547,7 @@ class SessionService:
         """Merge ``delta`` (keys without prefix) into the user-scoped state."""
         self._check_open()
         app_name, user_id = check_text(app_name, "app_name"), check_text(user_id, "user_id")
-        delta = check_plain_keys(check_json_object(delta, "delta"))
+        delta = check_plain_keys(check_json_object(delta, "delta"), allow_empty=False)
         await self._runtime.wait_all_persisted()
         await self._store.update_user_state(app_name, user_id, delta, now=self._now())
 

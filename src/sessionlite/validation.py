@@ -229,16 +229,38 @@ def check_session(session: Any) -> None:
         )
 
 
-def check_plain_keys(delta: dict[str, JsonValue]) -> dict[str, JsonValue]:
-    """``delta`` itself if none of its keys carries a scope prefix (direct state calls)."""
+_SCOPE_PREFIXES = (APP_PREFIX, USER_PREFIX, TEMP_PREFIX)
+
+
+def check_state_keys(state: dict[str, JsonValue], what: str) -> dict[str, JsonValue]:
+    """``state`` itself unless a key is a bare scope prefix (``"app:"``: no key after it)."""
+    for key in state:
+        if key in _SCOPE_PREFIXES:
+            raise InvalidInputError(
+                f"{what} key {key!r} is a scope prefix without a key; write {key}name",
+                field=what,
+            )
+    return state
+
+
+def check_plain_keys(
+    delta: dict[str, JsonValue], *, allow_empty: bool = True
+) -> dict[str, JsonValue]:
+    """``delta`` itself if none of its keys carries a scope prefix (direct state calls).
+
+    ``allow_empty=False`` for app and user state, where ``""`` would be the key that
+    ``"app:"`` / ``"user:"`` name in an event's delta, which is refused there too.
+    """
     for key in delta:
-        if key.startswith((APP_PREFIX, USER_PREFIX, TEMP_PREFIX)):
+        if key.startswith(_SCOPE_PREFIXES):
             raise InvalidInputError(
                 f"key {key!r} carries a scope prefix; direct state calls take plain keys "
                 "(use update_app_state / update_user_state for shared state; temp: keys "
                 "are never stored)",
                 field="delta",
             )
+        if not key and not allow_empty:
+            raise InvalidInputError("an app or user state key must not be empty", field="delta")
     return delta
 
 
@@ -260,7 +282,9 @@ def prepare_event(event: Any) -> PreparedEvent:
     timestamp = fields["timestamp"]
     if timestamp.tzinfo is not timezone.utc:
         check_aware(timestamp, "event.timestamp")
-    delta = check_json_object(fields["state_delta"], "event.state_delta")
+    delta = check_state_keys(
+        check_json_object(fields["state_delta"], "event.state_delta"), "event.state_delta"
+    )
     stored_delta = persisted_delta(delta) if delta else {}
     content = fields["content"]
     if content is not None:

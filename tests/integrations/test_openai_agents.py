@@ -11,16 +11,18 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from agents import Agent, RunConfig, Runner, SQLiteSession, function_tool
 from agents.items import ModelResponse, TResponseInputItem
+from agents.memory import OpenAIResponsesCompactionSession, SessionSettings
 from agents.memory import Session as SdkSession
-from agents.memory import SessionSettings
 from agents.models.interface import Model
 from agents.usage import Usage
 from openai.types.responses import (
+    ResponseCompactionItem,
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputText,
@@ -584,3 +586,291 @@ def test_run_sync_with_a_path_then_reopen(tmp_path: Path) -> None:
         assert (answer["type"], answer["role"], answer["id"]) == ("message", "assistant", f"m{i}")
         assert answer["content"][0]["text"] == f"answer {i}"
     assert items[:-1] == model.inputs[-1]  # as the model saw them on the last turn
+
+
+# -- the SDK's OpenAIResponsesCompactionSession over SessionliteSession ----------------------
+
+
+class StubResponses:
+    """Stands in for ``client.responses``: records ``compact`` requests, answers a script.
+
+    The answer is shaped as ``responses.compact``'s: the user messages (plain dicts here)
+    and one compaction item (the SDK's pydantic model, as the OpenAI client returns it).
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    async def compact(self, **request: Any) -> Any:
+        self.requests.append(request)
+        number = len(self.requests)
+        output: list[Any] = [
+            item for item in request.get("input", []) if item.get("role") == "user"
+        ]
+        output.append(
+            ResponseCompactionItem(
+                id=f"cmp_{number}", type="compaction", encrypted_content=f"summary {number}"
+            )
+        )
+        return SimpleNamespace(output=output, usage=None)
+
+
+class StubClient:
+    """What the SDK uses of ``AsyncOpenAI`` for compaction: ``client.responses.compact``."""
+
+    def __init__(self) -> None:
+        self.responses = StubResponses()
+
+
+def compacted(number: int, *users: TResponseInputItem) -> list[Any]:
+    """What a session holds after the stub's ``number``-th compaction."""
+    item = {"id": f"cmp_{number}", "encrypted_content": f"summary {number}", "type": "compaction"}
+    return [*users, item]
+
+
+def compacting(
+    session: Any, client: StubClient, *, trigger_at: int | None = None, **kwargs: Any
+) -> OpenAIResponsesCompactionSession:
+    """The SDK's compaction wrapper over ``session``; compacts at ``trigger_at`` items."""
+    if trigger_at is not None:
+        kwargs["should_trigger_compaction"] = lambda ctx: len(ctx["session_items"]) >= trigger_at
+    return OpenAIResponsesCompactionSession(
+        "conv", underlying_session=session, client=client, **kwargs
+    )
+
+
+class ChattyModel(Model):
+    """Answers every turn ``a<n>`` with a response id, as the Responses API does."""
+
+    def __init__(self) -> None:
+        self.inputs: list[Any] = []
+
+    async def get_response(
+        self, system_instructions: str | None, input: Any, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
+        self.inputs.append(input)
+        n = len(self.inputs)
+        return ModelResponse(output=[say(f"a{n}", f"m{n}")], usage=Usage(), response_id=f"r{n}")
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+async def test_manual_compaction_replaces_the_history(make_session: MakeSession) -> None:
+    session = make_session("conv")
+    await session.add_items(ITEMS)
+    client = StubClient()
+    wrapper = compacting(session, client)
+    await wrapper.run_compaction({"force": True})
+
+    (request,) = client.responses.requests
+    assert request["model"] == "gpt-4.1"
+    assert request["input"][0] == ITEMS[0]  # no response id: the stored items are sent
+    assert len(request["input"]) == len(ITEMS)
+    expected = compacted(1, ITEMS[0])
+    assert await session.get_items() == expected
+    assert await wrapper.get_items() == expected
+    assert await make_session("conv").get_items() == expected  # stored, not cached
+    assert json.dumps(await session.get_items()) == json.dumps(expected)
+
+    # The conversation carries on after the compacted items.
+    await wrapper.add_items([user("next")])
+    assert await session.get_items() == [*expected, user("next")]
+    await wrapper.run_compaction({"force": True})
+    assert await session.get_items() == compacted(2, ITEMS[0], user("next"))
+
+
+async def test_runner_compacts_automatically(make_session: MakeSession) -> None:
+    session = make_session("conv")
+    client = StubClient()
+    wrapper = compacting(session, client, trigger_at=4)
+    model = ChattyModel()
+    agent = Agent(name="a", model=model)
+    for turn in range(3):
+        result = await Runner.run(agent, f"q{turn}", session=wrapper, run_config=NO_TRACING)
+        assert result.final_output == f"a{turn + 1}"
+
+    # Turn 2 stored 4 items, so the wrapper compacted them (by the last response's id).
+    assert [r.get("previous_response_id") for r in client.responses.requests] == ["r2"]
+    items = await session.get_items()
+    assert items[0] == compacted(1)[0]
+    assert items[1] == user("q2")
+    assert (items[2]["id"], items[2]["content"][0]["text"]) == ("m3", "a3")
+    assert len(items) == 3
+    assert model.inputs[2] == [compacted(1)[0], user("q2")]  # turn 3 saw the compacted history
+
+
+async def test_max_rollback_items_manual(make_session: MakeSession) -> None:
+    session = make_session("conv")
+    await session.add_items(ITEMS)
+    client = StubClient()
+    with pytest.raises(ValueError, match="max_rollback_items"):
+        await compacting(session, client, max_rollback_items=len(ITEMS) - 1).run_compaction(
+            {"force": True}
+        )
+    assert client.responses.requests == []  # checked before the API call
+    assert await session.get_items() == ITEMS  # history retained
+
+    await compacting(session, client, max_rollback_items=len(ITEMS)).run_compaction({"force": True})
+    assert await session.get_items() == compacted(1, ITEMS[0])
+    with pytest.raises(ValueError, match="positive"):
+        compacting(session, client, max_rollback_items=0)
+
+
+async def test_max_rollback_items_automatic(make_session: MakeSession) -> None:
+    """The budget covers automatic compaction too, except on the SDK's own SQLite stores.
+
+    ``SQLiteSession`` replaces the compacted suffix natively (its private
+    ``_get_compaction_snapshot``), which needs no rollback copy; every other store,
+    SessionliteSession included, goes through the budget-checked whole-history
+    replacement, so an oversized history makes ``Runner.run`` raise, after the turn
+    was saved.
+    """
+    session = make_session("conv")
+    client = StubClient()
+    wrapper = compacting(session, client, trigger_at=4, max_rollback_items=3)
+    agent = Agent(name="a", model=ChattyModel())
+    await Runner.run(agent, "q0", session=wrapper, run_config=NO_TRACING)
+    if isinstance(session, SQLiteSession):
+        await Runner.run(agent, "q1", session=wrapper, run_config=NO_TRACING)
+        assert await session.get_items() == compacted(1)
+        return
+    with pytest.raises(ValueError, match="max_rollback_items"):
+        await Runner.run(agent, "q1", session=wrapper, run_config=NO_TRACING)
+    assert client.responses.requests == []
+    items = await session.get_items()
+    assert [item.get("content") for item in items[::2]] == ["q0", "q1"]  # the turn was saved
+    assert len(items) == 4
+
+
+async def test_automatic_compaction_needs_the_whole_history(make_session: MakeSession) -> None:
+    """With ``session_settings.limit`` shorter than the history the model sees a suffix.
+
+    The SDK then compacts automatically only on its own SQLite stores (the seen suffix,
+    from a user message on); on others it logs a warning and keeps the history. Manual
+    ``run_compaction()`` replaces the whole history on both.
+    """
+    session = make_session("conv", session_settings={"limit": 3})
+    client = StubClient()
+    approve: list[bool] = []
+    wrapper = compacting(
+        session, client, compaction_mode="input", should_trigger_compaction=lambda _: bool(approve)
+    )
+    agent = Agent(name="a", model=ChattyModel())
+    for turn in range(3):
+        if turn == 2:
+            approve.append(True)
+        await Runner.run(agent, f"q{turn}", session=wrapper, run_config=NO_TRACING)
+    items = await session.get_items(-1)
+    if isinstance(session, SQLiteSession):
+        assert (items[0], items[1]["id"]) == (user("q0"), "m1")  # not seen by the model: kept
+        assert items[2:] == compacted(1, user("q1"), user("q2"))
+        return
+    assert client.responses.requests == []
+    assert [item.get("content") for item in items[::2]] == ["q0", "q1", "q2"]
+    assert len(items) == 6
+    await wrapper.run_compaction({"force": True})  # what it sends is the SDK's business
+    (request,) = client.responses.requests
+    users = [item for item in request["input"] if item.get("role") == "user"]
+    assert await session.get_items(-1) == compacted(1, *users)
+
+
+# The SDK replaces the whole history through ``_atomic_replace_items`` when the underlying
+# session's type has it (its Redis store does), else by clear_session() then add_items(),
+# a window in which other readers see an empty conversation. SessionliteSession has the
+# hook, backed by one sessionlite transaction.
+
+
+class RecordingSession(SessionliteSession):
+    """Records the calls the SDK makes and what another reader sees after each."""
+
+    def __init__(self, *args: Any, reader: SessionliteSession, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reader = reader
+        self.calls: list[tuple[str, list[Any]]] = []
+
+    async def clear_session(self) -> None:
+        await super().clear_session()
+        self.calls.append(("clear_session", await self.reader.get_items()))
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        await super().add_items(items)
+        self.calls.append(("add_items", await self.reader.get_items()))
+
+
+async def test_replacement_is_one_transaction(service: SessionService) -> None:
+    reader = SessionliteSession("conv", service)  # another session object on the same store
+    session = SessionliteSession("conv", service)
+    await session.add_items(ITEMS)
+    before = service.stats().write_transactions
+    seen: list[list[Any]] = []
+
+    async def read_while_replacing() -> None:
+        seen.append(await reader.get_items())
+
+    wrapper = compacting(session, StubClient())
+    await asyncio.gather(
+        wrapper.run_compaction({"force": True}), *(read_while_replacing() for _ in range(20))
+    )
+    after = compacted(1, ITEMS[0])
+    assert await reader.get_items() == after
+    # Every read saw the whole old history or the whole new one, never a gap.
+    assert all(items in (ITEMS, after) for items in seen), seen
+    # The replacement was a single write transaction (no clear, then add).
+    assert service.stats().write_transactions - before == 1
+
+
+async def test_a_subclass_falls_back_to_clear_then_add(service: SessionService) -> None:
+    # Like the SDK's own stores: a subclass may transform items, so the hook declines
+    # and the SDK goes through the subclass's own clear_session/add_items.
+    reader = SessionliteSession("conv", service)
+    session = RecordingSession("conv", service, reader=reader)
+    await session.add_items(ITEMS)
+    session.calls.clear()
+    await compacting(session, StubClient()).run_compaction({"force": True})
+    assert session.calls == [
+        ("clear_session", []),
+        ("add_items", compacted(1, ITEMS[0])),
+    ]
+
+
+async def test_replacement_keeps_state_and_goes_through_hooks(tmp_path: Path) -> None:
+    redacted: list[str] = []
+
+    async def redact(ctx: Any, call_next: Any) -> Any:
+        redacted.append(ctx.event.author)
+        return await call_next()
+
+    async with SessionService(tmp_path / "h.db", append_event_hooks=[redact]) as hooked:
+        session = SessionliteSession("conv", hooked)
+        await session.add_items(ITEMS)
+        await hooked.update_session_state(
+            app_name=session.app_name, user_id=session.user_id, session_id="conv", delta={"k": 1}
+        )
+        redacted.clear()
+        assert await session._atomic_replace_items([ITEMS[0]]) is True
+        assert redacted == ["user"]
+        stored = await hooked.get_session(
+            app_name=session.app_name, user_id=session.user_id, session_id="conv"
+        )
+        assert stored is not None and stored.state == {"k": 1}
+        assert [e.content for e in stored.events] == [ITEMS[0]]
+        assert stored.events[0].sequence == len(ITEMS) + 1  # sequences are never reused
+        assert await session._atomic_replace_items([]) is True
+        assert await session.get_items() == []
+
+
+async def test_a_failed_replacement_restores_the_history(service: SessionService) -> None:
+    """``add_items`` stores all or nothing, so the SDK's restore puts back every item."""
+    session = SessionliteSession("conv", service)
+    await session.add_items(ITEMS)
+
+    class NotJson(StubResponses):
+        async def compact(self, **request: Any) -> Any:
+            return SimpleNamespace(output=[{"type": "compaction", "x": float("nan")}], usage=None)
+
+    client = StubClient()
+    client.responses = NotJson()
+    with pytest.raises(InvalidInputError):
+        await compacting(session, client).run_compaction({"force": True})
+    assert await session.get_items() == ITEMS

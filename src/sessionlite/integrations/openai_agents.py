@@ -26,6 +26,13 @@ user_id=...)``). Each item is one sessionlite :class:`~sessionlite.Event` whose
 event's ``author`` is the item's ``role``, or ``"tool"`` for tool outputs and
 ``"assistant"`` for other model items (tool calls, reasoning).
 
+Compaction: the SDK's ``OpenAIResponsesCompactionSession`` wraps a ``SessionliteSession``
+as it wraps any ``Session``; it compacts (after a turn, or by ``run_compaction()``) and
+honours ``max_rollback_items``. It replaces the history through the SDK's atomic-replace
+hook (``_atomic_replace_items``, as for its own Redis store), which this class implements
+with one sessionlite transaction: no reader ever sees an empty or partial conversation.
+The how-to (``docs/howto/openai-agents.md``) has the details.
+
 Importing this module does not import the SDK (making a session does, for its
 ``SessionSettings``). It implements the SDK's ``Session`` protocol structurally, so
 ``isinstance(session, agents.memory.Session)`` holds.
@@ -269,6 +276,28 @@ class SessionliteSession:
         except SessionNotFoundError:  # deleted since (by someone else)
             await self._create()
             await service.append_events(self._shell(), events)
+
+    async def _atomic_replace_items(self, items: list[TResponseInputItem]) -> bool:
+        """Replace the whole history in one transaction (the SDK's compaction hook).
+
+        ``OpenAIResponsesCompactionSession`` calls this instead of ``clear_session()``
+        then ``add_items()``, so no reader (another object, process or the CLI) ever
+        sees an empty or partial history, and an exit leaves the old or the new one.
+        Returns False for subclasses, which may transform items (as the SDK's own
+        stores do), so the SDK falls back to clear-then-add through their methods.
+        """
+        if type(self) is not SessionliteSession:
+            return False
+        service = await self._open()
+        events = [item_to_event(item) for item in items]
+        if not self._created:
+            await self._create()
+        try:
+            await service._replace_events(self._shell(), events)
+        except SessionNotFoundError:  # deleted since (by someone else)
+            await self._create()
+            await service._replace_events(self._shell(), events)
+        return True
 
     async def _create(self) -> None:
         try:

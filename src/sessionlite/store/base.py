@@ -183,6 +183,10 @@ class Storage(Protocol):
         """Store many independent commands in one transaction; each fails alone."""
         ...
 
+    async def replace_events(self, command: AppendCommand) -> AppendOutcome:
+        """In one transaction: remove every event of the session, then store ``command``."""
+        ...
+
     async def read_events(
         self, key: SessionKey, flt: EventFilter, *, limit: int, now: datetime
     ) -> list[Event] | None:

@@ -207,6 +207,23 @@ class SqliteStore:
             for command, result in zip(commands, results, strict=True)
         ]
 
+    async def replace_events(self, command: AppendCommand) -> AppendOutcome:
+        if self._writer is None:
+            raise StorageError("the store is not open")
+        job = AppendJob.build(command)
+        q = self._queries
+
+        def replace(conn: Any) -> Appended | AlreadyStored:
+            # One savepoint (see writes.CallJob): a failing append undoes the clear.
+            writes.clear_events(conn, q, command.key, job.now_us)
+            (result,) = writes.apply_appends(conn, q, [job], careful=True)
+            if isinstance(result, Exception):
+                raise result
+            return result  # type: ignore[no-any-return]
+
+        result = await self._writer.submit(CallJob(replace))
+        return _outcome(command, result)
+
     async def read_events(
         self, key: SessionKey, flt: EventFilter, *, limit: int, now: datetime
     ) -> list[Event] | None:
