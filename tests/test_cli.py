@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from rich.cells import cell_len
 from rich.progress import Progress
 from typer.testing import CliRunner, Result
 
@@ -195,6 +197,52 @@ def test_sessions(db: Path) -> None:
     assert ok("--db", db, "sessions", "--app", "nope").stdout.strip() == "No sessions."
 
 
+LONG_ID = "conv-" + "0123456789abcdef" * 6 + "end"  # 104 characters
+MEDIUM_ID = "conv-" + "0123456789" * 3 + "end"  # 38 characters
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+async def long_ids(path: Path) -> None:
+    async with SessionService(path) as service:
+        for app_name, session_id in (("chat", LONG_ID), ("a-much-longer-app-name", MEDIUM_ID)):
+            session = await service.create_session(
+                app_name=app_name, user_id="someone@example.com", session_id=session_id
+            )
+            await service.append_event(session, Event(author="user", content="hi"))
+
+
+@pytest.mark.parametrize("output", ["piped", "terminal"])
+def test_sessions_never_wraps_or_cuts_an_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """Each session is one line holding its whole id, ready to paste into `show`: piped
+    (plain columns), and on an 80-column terminal, where a table too wide for it
+    narrows the other columns, or gives way to plain columns if that is not enough."""
+    path = tmp_path / "long.db"
+    anyio.run(long_ids, path)
+    monkeypatch.setenv("COLUMNS", "80")
+    for name in ("TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    if output == "terminal":
+        monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich's switch: stdout is a terminal
+    text = ANSI.sub("", ok("--db", path, "sessions").stdout)
+    for app_name, session_id in (("chat", LONG_ID), ("a-much-longer-app-name", MEDIUM_ID)):
+        (row,) = [line for line in text.splitlines() if session_id in line]
+        assert row.split()[1:4] == ["someone@example.com", session_id, "1"]
+        assert row.startswith(app_name)
+        assert as_json("--db", path, "show", row.split()[2])["app_name"] == app_name
+
+    # A table that fits once the other columns are narrowed: the id stays whole.
+    table = ANSI.sub("", ok("--db", path, "sessions", "--app", "a-much-longer-app-name").stdout)
+    (row,) = [line for line in table.splitlines() if MEDIUM_ID in line]
+    if output == "terminal":
+        assert max(cell_len(line) for line in table.splitlines()) <= 80
+        assert "…" in row  # the app name and the time were shortened, not the id
+        assert "───" in table
+    else:
+        assert row.startswith("a-much-longer-app-name  someone@example.com  ")
+
+
 def test_show(db: Path) -> None:
     shown = as_json("--db", db, "show", "a1")
     assert (shown["app_name"], shown["user_id"], shown["id"]) == ("chat", "alice", "a1")
@@ -252,7 +300,7 @@ def test_export_import_round_trip_is_exact(db: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy.db"
     ok("--db", db, "export", first)
     imported = ok("--db", copy, "import", first, "--chunk-size", "2")
-    assert "Imported 5 sessions and 11 events" in imported.stderr
+    assert f"Imported 5 new sessions and 11 new events into {copy}\n" == imported.stderr
     ok("--db", copy, "export", second)
     assert first.read_bytes() == second.read_bytes()
 
@@ -293,6 +341,37 @@ def test_import_again_changes_nothing(db: Path, tmp_path: Path) -> None:
     ok("--db", copy, "import", export)  # other chunk boundaries than the first run
     ok("--db", copy, "export", again)
     assert again.read_bytes() == export.read_bytes()
+    assert as_json("--db", copy, "stats")["events"] == 11
+
+
+def test_import_reports_what_was_already_there(db: Path, tmp_path: Path) -> None:
+    """New sessions and events are told from those an earlier run stored, which a
+    re-run skips: in the message and in --json."""
+    export, copy = tmp_path / "export.jsonl", tmp_path / "copy.db"
+    ok("--db", db, "export", export)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:6]))
+    assert invoke("--db", copy, "import", cut).exit_code == 1  # a1 and 4 of its 5 events
+
+    resumed = as_json("--db", copy, "import", export, "--chunk-size", "3")
+    assert resumed == {
+        "database": str(copy),
+        "source": str(export),
+        "sessions": 5,
+        "sessions_created": 4,
+        "events": 11,
+        "events_imported": 7,
+        "events_skipped": 4,
+        "summaries_not_restored": 0,
+    }
+    again = ok("--db", copy, "import", export).stderr
+    assert again == (
+        f"Imported 0 new sessions and 0 new events into {copy}; "
+        "5 sessions and 11 events were already present\n"
+    )
+    rerun = as_json("--db", copy, "import", export)
+    assert (rerun["sessions"], rerun["sessions_created"]) == (5, 0)
+    assert (rerun["events"], rerun["events_imported"], rerun["events_skipped"]) == (11, 0, 11)
     assert as_json("--db", copy, "stats")["events"] == 11
 
 
@@ -530,6 +609,28 @@ def test_check(db: Path, tmp_path: Path) -> None:
     assert ok("--db", db, "check").stdout.strip().endswith("OK")
 
 
+def test_check_says_what_schema_it_found(db: Path, tmp_path: Path) -> None:
+    """Not "schema version None" (an unreadable file) or "schema version 0" (no tables)."""
+    empty, foreign, garbage = tmp_path / "empty.db", tmp_path / "foreign.db", tmp_path / "x.db"
+    empty.touch()
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)").connection.close()
+    garbage.write_bytes(b"this is not a database" * 200)
+    for path, head, problem in (
+        (empty, "no sessionlite schema, integrity ok", "(the database is empty)"),
+        (foreign, "no sessionlite schema, integrity ok", "no sessionlite tables"),
+        (garbage, "schema unknown, integrity unreadable", "not a readable SQLite database"),
+    ):
+        result = invoke("--db", path, "check")
+        assert result.exit_code == 1
+        assert result.stdout.splitlines()[0] == f"{path}: {head}"
+        assert problem in result.stdout.splitlines()[1]
+        assert "None" not in result.stdout and "version 0" not in result.stdout
+    assert ok("--db", db, "check").stdout.startswith(
+        f"{db}: schema version {SCHEMA_VERSION} (this sessionlite: {SCHEMA_VERSION}), "
+        "integrity ok\n"
+    )
+
+
 def problems_of(path: Path) -> dict[str, Any]:
     result = invoke("--db", path, "check", "--json")
     report: dict[str, Any] = json.loads(result.stdout)
@@ -677,6 +778,54 @@ def test_table_prefix(tmp_path: Path) -> None:
     assert "table_prefix" in bad.output
 
 
+def test_a_tilde_in_a_path_is_the_home_directory(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the shell would have expanded it, in --db=~/..., SESSIONLITE_DB and arguments."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USERPROFILE", str(home))  # Windows
+    shutil.copyfile(db, home / "sessions.db")
+    assert as_json("--db=~/sessions.db", "stats")["path"] == str(home / "sessions.db")
+    ok("--db", "~/sessions.db", "export", "~/export.jsonl")
+    imported = ok("--db", "~/copy.db", "import", "~/export.jsonl")
+    assert f"into {home / 'copy.db'}" in imported.stderr
+    ok("--db", "~/copy.db", "backup", "~/backup.db")
+    monkeypatch.setenv("SESSIONLITE_DB", "~/backup.db")
+    assert as_json("stats")["events"] == 11
+    ok("demo", "--db", "~/demo.db")
+    assert sorted(p.name for p in home.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        "backup.db",
+        "copy.db",
+        "demo.db",
+        "export.jsonl",
+        "sessions.db",
+    ]
+    for command in ("import-adk", "import-openai-agents"):
+        missing = invoke("--db", "~/copy.db", command, "~/source.db")
+        assert missing.exit_code == 2
+        assert str(home / "source.db") in missing.stderr
+
+
+def test_help_shows_no_type_beside_flags() -> None:
+    """Flags take no value: no `<bool>` beside --json, --overwrite, --progress, --help..."""
+    commands = [
+        *("stats", "sessions", "show", "check", "export", "import", "import-adk"),
+        *("import-openai-agents", "cleanup", "vacuum", "backup", "demo"),
+    ]
+    for command in [[], *([name] for name in commands)]:
+        text = ok(*command, "--help").stdout
+        assert "<bool>" not in text, command
+        assert "--help" in text
+    assert "--version" in ok("--help").stdout
+    export = ok("export", "--help").stdout
+    assert "--overwrite" in export and "--no-progress" in export
+    # Options that take a value still show its type (typer's older spelling: TEXT).
+    assert "<str>" in export or "TEXT" in export
+    assert "<int range>" in ok("sessions", "--help").stdout or "INTEGER" in export
+
+
 def test_demo(tmp_path: Path) -> None:
     global_db = ok("--db", tmp_path / "demo.db", "demo").stdout
     assert f"Database: {tmp_path / 'demo.db'}" in global_db
@@ -732,7 +881,7 @@ def test_python_dash_m(db: Path) -> None:
 
 def test_an_empty_database(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
-    assert "Imported 0 sessions" in ok("--db", path, "import", "-", input=EMPTY).stderr
+    assert "Imported 0 new sessions" in ok("--db", path, "import", "-", input=EMPTY).stderr
     assert ok("--db", path, "stats").stdout.count("\n") == 3  # no per-app table
     assert ok("--db", path, "export").stdout_bytes == EMPTY
     assert ok("--db", path, "cleanup").stdout.strip() == "Nothing to clean."

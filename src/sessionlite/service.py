@@ -316,6 +316,20 @@ class SessionService:
                 session.__dict__["expires_at"] = now + ttl
         return session
 
+    async def _peek_session(
+        self, *, app_name: str, user_id: str, session_id: str, num_recent_events: int
+    ) -> Session | None:
+        """``get_session`` without its hooks and without refreshing the expiry.
+
+        For adapters that read a session as bookkeeping (ADK's listing needs each
+        session's last event time), not on the user's behalf.
+        """
+        self._check_open()
+        key = session_key(app_name, user_id, session_id)
+        query = event_query(num_recent_events, None, None, default_limit=None)
+        await self._runtime.wait_persisted(key)
+        return await self._store.get_session(key, query, now=self._now())
+
     async def list_sessions(
         self,
         *,

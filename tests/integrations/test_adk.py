@@ -8,8 +8,9 @@ assertion is checked to be ADK's behaviour, not only ours.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from sessionlite.integrations.adk import (
     ADK_EVENT_FORMAT,
     AdkStaleSessionError,
     SessionliteSessionService,
+    parse_session_uri,
     to_adk_event,
     to_sessionlite_event,
 )
@@ -757,3 +759,258 @@ def test_sync_runner_over_many_turns_matches_adks_own_service(tmp_path: Path) ->
             }
 
     asyncio.run(reopen())
+
+
+# -- last_update_time: what ADK's own services give ---------------------------------------
+
+
+async def last_update_times(service: BaseSessionService) -> list[Any]:
+    """``last_update_time`` through a session's life, each value named: ``created`` (the
+    session's creation time), ``e1``/``e2`` (that event's exact timestamp)."""
+    windows: dict[str, tuple[float, float]] = {}
+
+    async def create(session_id: str) -> AdkSession:
+        before = time.time()
+        session = await service.create_session(app_name="app", user_id="u", session_id=session_id)
+        windows[session_id] = (before - 1e-3, time.time() + 1e-3)
+        return session
+
+    # e1 in the future, e2 in the past: appended in this order, e2 is the last event.
+    e1 = text_event("one", timestamp=1_900_000_000.123456789)
+    e2 = text_event("two", timestamp=1_700_000_000.5)
+
+    def name(session_id: str, seconds: float) -> str:
+        low, high = windows[session_id]
+        if low <= seconds <= high:
+            return "created"
+        return {e1.timestamp: "e1", e2.timestamp: "e2"}.get(seconds, repr(seconds))
+
+    async def get(config: GetSessionConfig | None = None) -> str:
+        got = await service.get_session(app_name="app", user_id="u", session_id="s1", config=config)
+        assert got is not None
+        return name("s1", got.last_update_time)
+
+    async def listed() -> list[tuple[str, str]]:
+        sessions = (await service.list_sessions(app_name="app", user_id="u")).sessions
+        return [(s.id, name(s.id, s.last_update_time)) for s in sessions]
+
+    seen: list[Any] = []
+    s1 = await create("s1")
+    seen += [name("s1", s1.last_update_time), await get(), await listed()]
+    await create("s2")
+    for event in (e1, e2):
+        await service.append_event(s1, event)
+        seen += [
+            name("s1", s1.last_update_time),
+            await get(),
+            await get(GetSessionConfig(num_recent_events=0)),
+            await get(GetSessionConfig(num_recent_events=1)),
+            await get(GetSessionConfig(after_timestamp=2e9)),
+            await listed(),
+        ]
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["file", "memory", "async"])
+async def test_last_update_time_is_adks(kind: str, tmp_path: Path) -> None:
+    path = ":memory:" if kind == "memory" else tmp_path / "sl.db"
+    async with SessionliteSessionService(path, async_persist=kind == "async") as ours:
+        our_times = await last_update_times(ours)
+    theirs = SqliteSessionService(str(tmp_path / "adk.db"))
+    their_times = await last_update_times(theirs)
+    await theirs.close()
+    assert our_times == their_times
+    assert their_times == [
+        "created",
+        "created",
+        [("s1", "created")],
+        *["e1", "e1", "e1", "e1", "e1", [("s2", "created"), ("s1", "e1")]],
+        *["e2", "e2", "e2", "e2", "e2", [("s1", "e2"), ("s2", "created")]],
+    ]
+
+
+async def test_stale_detection_does_not_trust_event_clocks(
+    ours: SessionliteSessionService,
+) -> None:
+    """last_update_time is an event's timestamp, from whatever clock made the event: a
+    write the object did not see is caught even when that timestamp is older."""
+    created = await ours.create_session(app_name="app", user_id="u", session_id="s")
+    await ours.append_event(created, text_event("one", timestamp=2000.0))
+    loaded = await ours.get_session(app_name="app", user_id="u", session_id="s")
+    assert loaded is not None
+    copy = AdkSession(  # no marker: as ADK's own Session objects
+        app_name="app",
+        user_id="u",
+        id="s",
+        events=list(created.events),
+        last_update_time=created.last_update_time,
+    )
+    await ours.append_event(created, text_event("two", timestamp=1000.0))
+    assert created.last_update_time == 1000.0
+    for stale in (loaded, copy):
+        with pytest.raises(AdkStaleSessionError):
+            await ours.append_event(stale, text_event("lost"))
+    await ours.append_event(created, text_event("three"))
+
+
+# -- built from a URI (ADK's service registry) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "database"),
+    [
+        ("sessionlite:///sessions.db", "sessions.db"),
+        ("sessionlite:///data/sessions.db", "data/sessions.db"),
+        ("sessionlite:////srv/agents/sessions.db", "/srv/agents/sessions.db"),
+        ("sessionlite:///my%20dir/a%23b.db", "my dir/a#b.db"),
+        ("SessionLite:///sessions.db", "sessions.db"),
+        ("sessionlite:///:memory:", ":memory:"),
+        ("sessionlite+postgresql://u:p@db:5432/app", "postgresql://u:p@db:5432/app"),
+        ("sessionlite+postgresql://db/app?sslmode=require", "postgresql://db/app?sslmode=require"),
+    ],
+)
+def test_uri_names_a_database(uri: str, database: str) -> None:
+    assert parse_session_uri(uri) == (database, {})
+
+
+def test_uri_home_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))
+    path, _ = parse_session_uri("sessionlite:///~/agents/sessions.db")
+    assert Path(path) == tmp_path / "agents" / "sessions.db"
+
+
+def test_uri_options() -> None:
+    uri = (
+        "sessionlite:///s.db?async_persist=true&detect_stale_sessions=off&session_ttl=86400"
+        "&busy_timeout=2.5&max_stored_events=none&event_limit=50&synchronous=FULL"
+    )
+    assert parse_session_uri(uri) == (
+        "s.db",
+        {
+            "async_persist": True,
+            "detect_stale_sessions": False,
+            "session_ttl": 86400.0,
+            "busy_timeout": 2.5,
+            "max_stored_events": None,
+            "event_limit": 50,
+            "synchronous": "FULL",
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("sessionlite://sessions.db", "not a host"),
+        ("sessionlite:///", "no database path"),
+        ("sessionlite:", "no database path"),
+        ("sessionlite:sessions.db", "no database path"),
+        ("sqlite:///sessions.db", "scheme 'sqlite'"),
+        ("sessions.db", "scheme ''"),
+        ("sessionlite+mysql://db/app", "unsupported URI scheme"),
+        ("sessionlite+postgresql:app", "unsupported URI scheme"),
+        ("sessionlite:///s.db#x", "fragment"),
+        ("sessionlite:///s.db?bogus=1", "unknown URI parameter 'bogus'"),
+        ("sessionlite:///s.db?async_persist=maybe", "true or false"),
+        ("sessionlite:///s.db?event_limit=ten", "an integer"),
+        ("sessionlite:///s.db?session_ttl=soon", "seconds"),
+        ("sessionlite:///s.db?clock=now", "keyword argument"),
+        ("sessionlite:///s.db?soft_delete=1&soft_delete=0", "twice"),
+        ("sessionlite:///s.db?soft_delete", "malformed"),
+    ],
+)
+def test_bad_uris(uri: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        parse_session_uri(uri)
+
+
+async def test_built_from_a_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # What ADK's registry calls: the URI, and its own agents_dir (ignored).
+    relative = SessionliteSessionService(uri="sessionlite:///rel.db", agents_dir=str(tmp_path))
+    async with relative:
+        await relative.create_session(app_name="app", user_id="u", session_id="s")
+        assert relative.service.path == "rel.db"
+    assert (tmp_path / "rel.db").is_file()
+
+    absolute = tmp_path / "abs dir" / "abs.db"
+    absolute.parent.mkdir()
+    uri = f"sessionlite:///{absolute.as_posix().replace(' ', '%20')}?session_ttl=60"
+    async with SessionliteSessionService(uri=uri, event_limit=5) as adk:
+        await adk.create_session(app_name="app", user_id="u", session_id="s")
+        assert adk.service.path == absolute.as_posix()
+        assert adk.service.options.session_ttl == timedelta(seconds=60)
+        assert adk.service.options.event_limit == 5
+    assert absolute.is_file()
+
+    memory = "sessionlite:///:memory:?async_persist=true&detect_stale_sessions=false"
+    async with SessionliteSessionService(uri=memory) as adk:
+        session = await adk.create_session(app_name="app", user_id="u", session_id="s")
+        await adk.append_event(session, text_event("hi"))
+        assert adk.service.path == ":memory:"
+        assert adk.service.options.async_persist
+        assert not adk._detect_stale
+
+
+def test_bad_uri_arguments(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="PostgreSQL backend is not available yet"):
+        SessionliteSessionService(uri="sessionlite+postgresql://u:secret@db/app")
+    with pytest.raises(InvalidInputError, match="both in the URI and as keyword"):
+        SessionliteSessionService(uri="sessionlite:///x.db?event_limit=5", event_limit=6)
+    with pytest.raises(InvalidInputError, match="detect_stale_sessions is given both"):
+        SessionliteSessionService(
+            uri="sessionlite:///x.db?detect_stale_sessions=true", detect_stale_sessions=False
+        )
+    with pytest.raises(InvalidInputError, match="session_ttl"):
+        SessionliteSessionService(uri="sessionlite:///x.db?session_ttl=-5")
+    with pytest.raises(InvalidInputError, match="agents_dir"):
+        SessionliteSessionService(tmp_path / "x.db", agents_dir=".")  # only with a URI
+    with pytest.raises(InvalidInputError, match="not both"):
+        SessionliteSessionService(tmp_path / "x.db", uri="sessionlite:///x.db")
+    with pytest.raises(InvalidInputError, match="a database path"):
+        SessionliteSessionService()
+    with pytest.raises(InvalidInputError, match=r"uri="):
+        SessionliteSessionService("sessionlite:///x.db")
+    assert not list(tmp_path.iterdir())
+
+
+def test_uri_takes_every_plain_option() -> None:
+    """A new SessionService option must be given a URI form (or be an object)."""
+    import dataclasses
+
+    from sessionlite.config import ServiceOptions
+
+    keyword_only = set()
+    for field in dataclasses.fields(ServiceOptions):
+        try:
+            parse_session_uri(f"sessionlite:///x.db?{field.name}=1")
+        except InvalidInputError as exc:
+            if "keyword argument" in str(exc):
+                keyword_only.add(field.name)
+    assert keyword_only == {"clock", "summarizer", "append_event_hooks", "get_session_hooks"}
+
+
+async def test_listing_runs_no_read_hooks_and_refreshes_no_expiry(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def hook(ctx: Any, call_next: Any) -> Any:
+        seen.append(ctx.session_id)
+        return await call_next()
+
+    clock = ManualClock()
+    async with SessionService(
+        tmp_path / "x.db",
+        get_session_hooks=[hook],
+        refresh_ttl_on_read=True,
+        session_ttl=60,
+        clock=clock,
+    ) as service:
+        adk = SessionliteSessionService(service)
+        await adk.create_session(app_name="a", user_id="u", session_id="s")
+        clock.advance(seconds=50)
+        listed = await adk.list_sessions(app_name="a", user_id="u")
+        assert [s.id for s in listed.sessions] == ["s"]
+        assert seen == []  # bookkeeping reads are not the user's reads
+        clock.advance(seconds=11)  # 61 s after the last write: listing did not refresh it
+        assert (await service.list_sessions(app_name="a")).sessions == []

@@ -28,7 +28,7 @@ This package is the only one that imports typer and rich: ``import sessionlite``
 
 from __future__ import annotations
 
-from .app import app, main
+from .app import Command, app, main
 from .demo_cmd import demo
 from .export_cmd import export
 from .import_cmd import import_
@@ -40,15 +40,15 @@ from .migrate import import_adk, import_openai_agents
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "app", "main"]
 
 # Registered here, in the order `sessionlite --help` lists them.
-app.command()(stats)
-app.command()(sessions)
-app.command()(show)
-app.command()(check)
-app.command()(export)
-app.command("import")(import_)
-app.command("import-adk")(import_adk)
-app.command("import-openai-agents")(import_openai_agents)
-app.command()(cleanup)
-app.command()(vacuum)
-app.command()(backup)
-app.command()(demo)
+app.command(cls=Command)(stats)
+app.command(cls=Command)(sessions)
+app.command(cls=Command)(show)
+app.command(cls=Command)(check)
+app.command(cls=Command)(export)
+app.command("import", cls=Command)(import_)
+app.command("import-adk", cls=Command)(import_adk)
+app.command("import-openai-agents", cls=Command)(import_openai_agents)
+app.command(cls=Command)(cleanup)
+app.command(cls=Command)(vacuum)
+app.command(cls=Command)(backup)
+app.command(cls=Command)(demo)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 import typer
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..config import DEFAULT_BUSY_TIMEOUT, parse_options
@@ -29,6 +31,7 @@ from .output import err_console
 
 __all__ = [
     "AppFilter",
+    "Command",
     "DataError",
     "JsonFlag",
     "ProgressFlag",
@@ -38,6 +41,7 @@ __all__ = [
     "app",
     "check_file_arg",
     "existing_db",
+    "expand_user",
     "fail",
     "guarded",
     "main",
@@ -49,8 +53,33 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Flags (``--json``, ``--progress/--no-progress``, ``--help``...) take no value:
+    give them an empty metavar, or typer's help shows ``<bool>`` beside them."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """A command whose help shows no ``<bool>`` beside its flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    """The ``sessionlite`` group, whose help shows no ``<bool>`` beside its flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="sessionlite",
+    cls=_Group,
     help="Inspect, export, back up and maintain a sessionlite database.",
     add_completion=False,
     no_args_is_help=True,
@@ -144,6 +173,13 @@ def target_of(ctx: typer.Context) -> Target:
     return target
 
 
+def expand_user(name: str) -> str:
+    """A path argument with a leading ``~`` (or ``~user``) expanded, as a shell would
+    have done (it does not in ``--db=~/x.db``, quoted, or in ``SESSIONLITE_DB``).
+    ``-``, ``:memory:`` and URLs pass unchanged."""
+    return os.path.expanduser(name)
+
+
 def check_file_arg(path: Path, what: str) -> None:
     """Refuse ``:memory:`` and directories where a database file is expected."""
     if str(path) == ":memory:":
@@ -217,7 +253,7 @@ def _root(
         parse_options(table_prefix=table_prefix)
     except InvalidInputError as exc:
         raise typer.BadParameter(str(exc), param_hint="--table-prefix") from None
-    ctx.obj = Target(db, table_prefix, busy_timeout)
+    ctx.obj = Target(None if db is None else Path(expand_user(str(db))), table_prefix, busy_timeout)
 
 
 # Options several commands share.

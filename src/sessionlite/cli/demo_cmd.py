@@ -9,7 +9,7 @@ import typer
 
 from ..demo import run_demo
 from ..errors import SessionLiteError
-from .app import fail, run, target_of
+from .app import expand_user, fail, run, target_of
 
 __all__ = ["demo"]
 
@@ -25,7 +25,7 @@ def demo(
 ) -> None:
     """Play a short scripted agent conversation, stored and shown."""
     global_db = target_of(ctx).db
-    path = db if db is not None else (None if global_db is None else str(global_db))
+    path = expand_user(db) if db is not None else (None if global_db is None else str(global_db))
     try:
         run(run_demo, path, sys.stdout)
     except SessionLiteError as exc:

@@ -21,7 +21,17 @@ from rich.progress import Progress
 from ..errors import SessionNotFoundError
 from ..service import SessionService
 from ..state import APP_PREFIX, USER_PREFIX
-from .app import AppFilter, ProgressFlag, Target, UsageError, UserFilter, guarded, run, target_of
+from .app import (
+    AppFilter,
+    ProgressFlag,
+    Target,
+    UsageError,
+    UserFilter,
+    expand_user,
+    guarded,
+    run,
+    target_of,
+)
 from .jsonl_format import (
     NO_SEQUENCE,
     AppStateLine,
@@ -56,6 +66,7 @@ def export(
     then app and user state, then an end line with the counts.
     """
     target = target_of(ctx)
+    output = expand_user(output)
     _check_output(output, overwrite)
     with reader(target) as db, _open_output(output) as out:
         counts = run(_export, target, db, out, app_name, user_id, progress_bar(progress))

@@ -2,9 +2,11 @@
 
 Streamed: events are written in transactions of ``--chunk-size``. Safe to re-run (after
 an interruption, say): events already stored are recognised by their id and skipped,
-summaries already restored are left alone. Sessions come back with their exported
-``created_at`` / ``updated_at`` and summaries with their ``updated_at``: the service's
-clock is set to the exported times while they are written.
+summaries already restored are left alone. The command reports what was new and what
+was already there: the sessions it created, and the events the service stored (its
+``events_persisted`` counter, which an idempotent re-append leaves alone). Sessions come
+back with their exported ``created_at`` / ``updated_at`` and summaries with their
+``updated_at``: the service's clock is set to the exported times while they are written.
 """
 
 from __future__ import annotations
@@ -19,17 +21,25 @@ from typing import IO, Annotated
 
 import typer
 from rich.progress import Progress
+from rich.text import Text
 
-from ..errors import EventConflictError, InvalidInputError, SessionNotFoundError
+from ..errors import (
+    EventConflictError,
+    InvalidInputError,
+    SessionExistsError,
+    SessionNotFoundError,
+)
 from ..models import Event, Session, utc_now
 from ..service import SessionService
 from ..state import APP_PREFIX, TEMP_PREFIX, USER_PREFIX
 from ..summaries import SummaryRequest
 from .app import (
     DataError,
+    JsonFlag,
     ProgressFlag,
     Target,
     UsageError,
+    expand_user,
     guarded,
     new_or_existing_db,
     run,
@@ -46,7 +56,7 @@ from .jsonl_format import (
     check_header,
     parse_line,
 )
-from .output import err_console, progress_bar
+from .output import err_console, print_json, progress_bar
 from .queries import reader, remove_if_empty
 
 __all__ = ["DEFAULT_IMPORT_CHUNK", "ImportResult", "import_"]
@@ -62,10 +72,12 @@ def import_(
         int, typer.Option(help="Events written per transaction.", min=1)
     ] = DEFAULT_IMPORT_CHUNK,
     progress: ProgressFlag = None,
+    json_output: JsonFlag = False,
 ) -> None:
     """Load an export (streamed). Safe to re-run: stored events are not duplicated."""
     target = target_of(ctx)
     path = new_or_existing_db(target)
+    source = expand_user(source)
     if source != "-":
         if Path(source).is_dir():
             raise UsageError(f"{source} is a directory; pass an export file")
@@ -85,13 +97,41 @@ def import_(
         if created:
             remove_if_empty(target)
         raise
+    if json_output:
+        print_json(
+            {
+                "database": str(path),
+                "source": source,
+                "sessions": result.sessions,
+                "sessions_created": result.sessions_created,
+                "events": result.events,
+                "events_imported": result.events_imported,
+                "events_skipped": result.events - result.events_imported,
+                "summaries_not_restored": result.skipped_summaries,
+            }
+        )
+        return
     console = err_console()
-    console.print(f"Imported {result.sessions} sessions and {result.events} events into {path}")
+    message = (
+        f"Imported {_count(result.sessions_created, 'new session')} and "
+        f"{_count(result.events_imported, 'new event')} into {path}"
+    )
+    present = (result.sessions - result.sessions_created, result.events - result.events_imported)
+    if any(present):
+        message += (
+            f"; {_count(present[0], 'session')} and {_count(present[1], 'event')} "
+            "were already present"
+        )
+    console.print(Text(message))
     if result.skipped_summaries:
         console.print(
             f"warning: {result.skipped_summaries} summaries were not restored (the events "
             "they cover are missing, or were stored before this import)"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @contextmanager
@@ -137,7 +177,13 @@ class _RestoreSummarizer:
 @dataclasses.dataclass
 class ImportResult:
     sessions: int = 0
+    """Sessions in the file."""
+    sessions_created: int = 0
+    """Of those, sessions that were not in the database yet."""
     events: int = 0
+    """Events in the file."""
+    events_imported: int = 0
+    """Of those, events stored by this import (the others were already stored)."""
     skipped_summaries: int = 0
 
 
@@ -237,6 +283,9 @@ async def _import(
     # event_limit=1: get_or_create_session loads (almost) no history when a re-run
     # finds the session stored.
     async with SessionService(target.db, event_limit=1, **options) as service:
+        # Appending an event already stored identically is a no-op the service does
+        # not count as persisted: the difference is what this import stored.
+        persisted = service.stats().events_persisted
         with progress:
             task = progress.add_task("Importing", total=size)
             number = 0
@@ -258,8 +307,11 @@ async def _import(
                         continue
                     await close_session()
                     if isinstance(item, SessionLine):
-                        current = await _start_session(service, clock, summarizer, item, chunk_size)
+                        current, created = await _start_session(
+                            service, clock, summarizer, item, chunk_size
+                        )
                         result.sessions += 1
+                        result.sessions_created += int(created)
                     elif isinstance(item, (AppStateLine, UserStateLine)):
                         await _restore_state(service, clock, item)
                     elif isinstance(item, EndLine):
@@ -268,6 +320,7 @@ async def _import(
                         raise DataError("a second header line")
             with _at_line(number):  # a file without its end line ends a session too
                 await close_session()
+        result.events_imported = service.stats().events_persisted - persisted
     if header is None:
         raise DataError("the file is empty; expected a sessionlite export")
     if end is None:
@@ -302,24 +355,37 @@ async def _start_session(
     summarizer: _RestoreSummarizer,
     line: SessionLine,
     chunk_size: int,
-) -> _SessionImport:
+) -> tuple[_SessionImport, bool]:
+    """The import of the session's lines, and whether the session was created (False:
+    it was stored already, by an earlier run of the import, say)."""
     if prefixed := [k for k in line.state if k.startswith((APP_PREFIX, USER_PREFIX, TEMP_PREFIX))]:
         raise DataError(
             f"session {line.id!r}: state key {prefixed[0]!r} has a scope prefix; a session "
             "line holds the session's own keys (app and user state have lines of their own)"
         )
     clock.at = line.created_at
-    session = await service.get_or_create_session(
-        app_name=line.app_name,
-        user_id=line.user_id,
-        session_id=line.id,
-        agent_id=line.agent_id,
-        metadata=line.metadata,
-    )
+    try:
+        session = await service.create_session(
+            app_name=line.app_name,
+            user_id=line.user_id,
+            session_id=line.id,
+            agent_id=line.agent_id,
+            metadata=line.metadata,
+        )
+        created = True
+    except SessionExistsError:  # stored by an earlier run (agent_id, metadata kept)
+        session = await service.get_or_create_session(
+            app_name=line.app_name,
+            user_id=line.user_id,
+            session_id=line.id,
+            agent_id=line.agent_id,
+            metadata=line.metadata,
+        )
+        created = False
     session.events.clear()
     importing = _SessionImport(service, clock, summarizer, line, session, chunk_size)
     await importing.start()
-    return importing
+    return importing, created
 
 
 async def _restore_state(

@@ -27,7 +27,7 @@ from .app import (
     run,
     target_of,
 )
-from .output import console, iso, print_json, render_session, size, table, when
+from .output import console, iso, listing, print_json, render_session, size, table, when
 from .queries import check_report, reader
 
 __all__ = ["DEFAULT_LIST_LIMIT", "check", "sessions", "show", "stats"]
@@ -106,17 +106,22 @@ def sessions(
     if not listed:
         out.print("No sessions.")
         return
-    found = table("app", "user", "session", "events", "updated (UTC)", "version")
-    for item in listed:
-        found.add_row(
-            item["app_name"],
-            item["user_id"],
-            item["session_id"],
-            str(item["events"]),
-            when(item["updated_at"]),
-            str(item["version"]),
-        )
-    out.print(found)
+    listing(
+        out,
+        ("app", "user", "session", "events", "updated (UTC)", "version"),
+        [
+            (
+                item["app_name"],
+                item["user_id"],
+                item["session_id"],
+                str(item["events"]),
+                when(item["updated_at"]),
+                str(item["version"]),
+            )
+            for item in listed
+        ],
+        whole="session",
+    )
     if more:
         out.print(f"(the {limit} most recent; pass --limit 0 for all)")
 
@@ -174,8 +179,7 @@ def check(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     else:
         out = console()
         out.print(
-            f"{path}: schema version {report['schema_version']} "
-            f"(this sessionlite: {SCHEMA_VERSION}), integrity {report['integrity']}"
+            Text(f"{path}: {_schema(report['schema_version'])}, integrity {report['integrity']}")
         )
         for note in report["notes"]:
             out.print(Text(f"note: {note}"))
@@ -184,3 +188,13 @@ def check(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         out.print("OK" if report["ok"] else "FAILED")
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+def _schema(version: int | None) -> str:
+    """The schema ``check`` found, for people: None when the file cannot be read, 0 when
+    it holds no sessionlite tables (with the table prefix)."""
+    if version is None:
+        return "schema unknown"
+    if version == 0:
+        return "no sessionlite schema"
+    return f"schema version {version} (this sessionlite: {SCHEMA_VERSION})"

@@ -20,7 +20,16 @@ from ..config import DEFAULT_SOFT_DELETE_RETENTION
 from ..errors import SessionLiteError
 from ..service import SessionService
 from ..store.sqlite.errors import map_db_errors
-from .app import JsonFlag, ProgressFlag, UsageError, check_file_arg, guarded, run, target_of
+from .app import (
+    JsonFlag,
+    ProgressFlag,
+    UsageError,
+    check_file_arg,
+    expand_user,
+    guarded,
+    run,
+    target_of,
+)
 from .output import console, err_console, print_json, progress_bar, size, table
 from .queries import read_only, reader
 
@@ -118,6 +127,7 @@ def backup(
     with reader(target):
         pass
     path = target.path
+    dest = Path(expand_user(str(dest)))
     check_file_arg(dest, "DEST")
     if dest.resolve() == path.resolve():
         raise UsageError("DEST is the database itself; pass another file")

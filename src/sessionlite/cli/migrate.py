@@ -44,6 +44,7 @@ from .app import (
     ProgressFlag,
     Target,
     UsageError,
+    expand_user,
     fail,
     guarded,
     new_or_existing_db,
@@ -89,6 +90,7 @@ def import_adk(
     """
     target = target_of(ctx)
     path = _prepare_db(target)
+    source = expand_user(source)
     kind = _detect(source)
     if kind == "openai-sqlite":
         raise UsageError(
@@ -145,6 +147,7 @@ def import_openai_agents(
         raise UsageError(str(exc)) from None
     target = target_of(ctx)
     path = _prepare_db(target)
+    source = expand_user(source)
     kind = _detect(source)
     if kind in ("adk-sqlite", "adk-database"):
         raise UsageError(f"{source} is an ADK session database; use `sessionlite import-adk`")

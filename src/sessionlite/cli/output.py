@@ -9,12 +9,15 @@ as they are.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import typer
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     Progress,
@@ -32,6 +35,7 @@ __all__ = [
     "console",
     "err_console",
     "iso",
+    "listing",
     "print_json",
     "progress_bar",
     "render_session",
@@ -85,6 +89,62 @@ def table(*headers: str) -> Table:
     for header in headers:
         result.add_column(header, overflow="fold")
     return result
+
+
+_NARROWEST = 4  # a column `listing` narrows on a terminal keeps at least this width
+_UNBOUNDED = 1_000_000  # a width to measure a table's natural width at
+
+
+def listing(
+    out: Console, headers: Sequence[str], rows: Sequence[Sequence[str]], *, whole: str
+) -> None:
+    """Rows under their headers; the column headed ``whole`` (ids, to be pasted into
+    another command) is never wrapped and never cut.
+
+    On a terminal, a table: if it is wider than the terminal, the other columns are
+    narrowed (their cells ellipsized, the widest first). Elsewhere (a pipe, a file), or
+    when even that does not make the table fit, plain columns separated by two spaces,
+    one line per row, never wrapped (a terminal folds a line wider than itself on
+    screen, but no line break is put inside an id).
+    """
+    keep = list(headers).index(whole)
+    widths = [
+        max([cell_len(header), *(cell_len(row[i]) for row in rows)])
+        for i, header in enumerate(headers)
+    ]
+    if out.is_terminal:
+        overhead = _natural_width(out, _fixed_table(headers, rows, widths, keep)) - sum(widths)
+        excess = sum(widths) + overhead - out.width
+        narrowable = sum(
+            w - _NARROWEST for i, w in enumerate(widths) if i != keep and w > _NARROWEST
+        )
+        if excess <= narrowable:
+            while excess > 0:
+                widest = max((i for i in range(len(widths)) if i != keep), key=widths.__getitem__)
+                widths[widest] -= 1
+                excess -= 1
+            out.print(_fixed_table(headers, rows, widths, keep))
+            return
+    for line in (headers, *rows):
+        cells = (cell + " " * (widths[i] - cell_len(cell)) for i, cell in enumerate(line))
+        out.print(Text("  ".join(cells).rstrip()), soft_wrap=True)
+
+
+def _fixed_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int], keep: int
+) -> Table:
+    result = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, header in enumerate(headers):
+        result.add_column(
+            header, width=widths[i], no_wrap=True, overflow="ignore" if i == keep else "ellipsis"
+        )
+    for row in rows:
+        result.add_row(*(Text(cell) for cell in row))
+    return result
+
+
+def _natural_width(out: Console, renderable: Table) -> int:
+    return Measurement.get(out, out.options.update_width(_UNBOUNDED), renderable).maximum
 
 
 def size(n: int) -> str:

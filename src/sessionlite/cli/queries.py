@@ -267,7 +267,8 @@ def check_report(path: Path, target: Target) -> dict[str, Any]:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         missing = [f"{p}{t}" for t in REQUIRED_TABLES if f"{p}{t}" not in tables]
         if version == 0:
-            problems.append(f"no sessionlite tables with prefix {p!r}")
+            empty = " (the database is empty)" if not tables else ""
+            problems.append(f"no sessionlite tables with prefix {p!r}{empty}")
         elif version > SCHEMA_VERSION:
             problems.append(
                 f"schema version {version} was written by a newer sessionlite (this one "

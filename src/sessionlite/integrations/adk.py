@@ -9,11 +9,17 @@ Use it wherever ADK takes a session service::
     ...
     await session_service.close()
 
+ADK's ``adk web`` / ``adk api_server`` build it from a URI (``--session_service_uri
+sessionlite:///sessions.db``) once a ``services.yaml`` in the agents directory registers
+the ``sessionlite`` scheme (see :class:`SessionliteSessionService`).
+
 It behaves as ADK's own persistent services do (``SqliteSessionService``,
 ``DatabaseSessionService``): ``app:``/``user:``/``temp:`` state scopes, partial events
 not stored, ``temp:`` keys trimmed from the stored event, ``AlreadyExistsError``,
 ``SessionNotFoundError`` and ``StaleSessionError`` where ADK raises them,
-``list_sessions`` ordered by last update (oldest first) and without events.
+``list_sessions`` ordered by last update (oldest first) and without events, and
+``last_update_time`` the timestamp of the session's last event (its creation time
+before it has any).
 
 How an ADK event is stored: one sessionlite :class:`~sessionlite.Event` whose
 ``content`` is the event's JSON exactly as ADK's ``SqliteSessionService`` writes it
@@ -26,6 +32,8 @@ columns carry what sessionlite itself uses: the same ``id``, ``author``,
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import importlib
 import json
 import logging
@@ -36,6 +44,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pydantic_core
 from google.adk.errors.already_exists_error import AlreadyExistsError
@@ -51,7 +60,7 @@ from google.genai import types
 from pydantic import ValidationError
 from typing_extensions import Self, override
 
-from ..config import parse_options
+from ..config import ServiceOptions, parse_options
 from ..crossloop import CrossLoopLock, KeyedLocks
 from ..errors import (
     DatabaseCorruptError,
@@ -68,9 +77,11 @@ from ..state import TEMP_PREFIX
 
 __all__ = [
     "ADK_EVENT_FORMAT",
+    "URI_SCHEME",
     "AdkSessionNotFoundError",
     "AdkStaleSessionError",
     "SessionliteSessionService",
+    "parse_session_uri",
     "to_adk_event",
     "to_sessionlite_event",
 ]
@@ -103,11 +114,210 @@ _FORMAT_KEY = "format"
 # reaches (SQLite's LIMIT takes a 64-bit integer).
 _ALL_EVENTS = 2**63 - 1
 _MARKER_PREFIX = "sessionlite/"
+# list_sessions reads each session's last event; this many reads are in flight at once.
+_LIST_READ_BATCH = 32
 _STALE_MESSAGE = (
     "The session has been modified in storage since it was loaded. "
     "Please reload the session before appending more events."
 )
 _HAS_MARKER = "_storage_update_marker" in getattr(AdkSession, "__private_attributes__", {})
+
+
+# -- URIs -----------------------------------------------------------------------------
+
+URI_SCHEME = "sessionlite"
+"""The URI scheme of :class:`SessionliteSessionService` in ADK's service registry."""
+
+# Options a URI query can carry, by how their text is read. The others (clock,
+# summarizer, hooks) are objects: pass them as keyword arguments (a services.py).
+_URI_BOOL_OPTIONS = frozenset(
+    {"create_schema", "refresh_ttl_on_read", "soft_delete", "async_persist"}
+)
+_URI_INT_OPTIONS = frozenset(
+    {
+        "event_limit",
+        "reader_connections",
+        "max_write_batch",
+        "max_stored_events",
+        "persist_workers",
+        "persist_queue_size",
+        "summary_workers",
+        "summary_queue_size",
+    }
+)
+_URI_SECONDS_OPTIONS = frozenset(
+    {
+        "busy_timeout",
+        "session_ttl",
+        "app_state_ttl",
+        "user_state_ttl",
+        "cleanup_interval",
+        "soft_delete_retention",
+        "summary_job_timeout",
+        "close_timeout",
+    }
+)
+_URI_TEXT_OPTIONS = frozenset({"table_prefix", "synchronous", "summary_queue_full"})
+_URI_NULLABLE_OPTIONS = frozenset(
+    {"event_limit", "max_stored_events", "session_ttl", "app_state_ttl", "user_state_ttl"}
+)
+_DETECT_STALE = "detect_stale_sessions"
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+# Keyword arguments ADK's service registry passes to every factory, not ours to use.
+_ADK_FACTORY_KWARGS = frozenset({"agents_dir"})
+_DATABASE_SCHEMES = ("postgresql", "postgres")
+
+
+def _uri_error(message: str) -> InvalidInputError:
+    return InvalidInputError(message, field="uri")
+
+
+def parse_session_uri(uri: str) -> tuple[str, dict[str, Any]]:
+    """The database and the options a ``sessionlite:`` URI names.
+
+    - ``sessionlite:///sessions.db``: a path relative to the working directory (three
+      slashes, then the path, as in SQLAlchemy's ``sqlite:///``);
+      ``sessionlite:////var/data/sessions.db``: an absolute path (four slashes);
+      ``sessionlite:///~/sessions.db``: ``~`` is expanded; ``sessionlite:///:memory:``:
+      an in-memory database. The path is percent-decoded (``%20`` for a space).
+    - ``sessionlite+postgresql://user:password@host/db``: the database URL after the
+      ``sessionlite+`` (``postgresql://user:password@host/db``), query included.
+    - Query parameters of a file URI are options: :class:`~sessionlite.SessionService`
+      options with a plain value (``?async_persist=true&session_ttl=86400``: booleans
+      as ``true``/``false``, durations in seconds, ``none`` for no limit) and
+      ``detect_stale_sessions``.
+
+    Raises:
+        InvalidInputError: not a ``sessionlite`` URI, or a malformed one.
+    """
+    if not isinstance(uri, str):
+        raise _uri_error(f"uri must be a string, got {type(uri).__name__}")
+    scheme, sep, rest = uri.partition(":")
+    scheme = scheme.lower()
+    if not sep or not (scheme == URI_SCHEME or scheme.startswith(URI_SCHEME + "+")):
+        raise _uri_error(
+            f"expected a {URI_SCHEME}:///path/to/sessions.db URI, got one with scheme "
+            f"{scheme if sep else ''!r}"
+        )
+    if scheme != URI_SCHEME:
+        # sessionlite+postgresql://... is postgresql://...: the driver's own URL.
+        database = scheme[len(URI_SCHEME) + 1 :]
+        if database not in _DATABASE_SCHEMES or not rest.startswith("//"):
+            raise _uri_error(
+                f"unsupported URI scheme {scheme!r}: use {URI_SCHEME}:///path/to/sessions.db "
+                f"(or {URI_SCHEME}+postgresql://...)"
+            )
+        return f"{database}:{rest}", {}
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:
+        raise _uri_error(f"malformed {URI_SCHEME} URI: {exc}") from None
+    if parts.netloc:
+        raise _uri_error(
+            f"a {URI_SCHEME} URI names a file, not a host ({parts.netloc!r}): write "
+            f"{URI_SCHEME}:///relative/path.db or {URI_SCHEME}:////absolute/path.db"
+        )
+    if parts.fragment:
+        raise _uri_error(f"a {URI_SCHEME} URI has no #fragment (write '#' as %23)")
+    path = unquote(parts.path)
+    if not path.startswith("/") or len(path) == 1:
+        raise _uri_error(
+            f"no database path in the URI: write {URI_SCHEME}:///sessions.db, "
+            f"{URI_SCHEME}:////absolute/path.db or {URI_SCHEME}:///:memory:"
+        )
+    path = path[1:]
+    if path != ":memory:":
+        path = os.path.expanduser(path)
+    return path, _uri_options(parts.query)
+
+
+def _uri_options(query: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise _uri_error(f"malformed URI query {query!r}: {exc}") from None
+    for name, text in pairs:
+        if name in options:
+            raise _uri_error(f"URI parameter {name!r} is given twice")
+        options[name] = _uri_option(name, text)
+    return options
+
+
+def _uri_option(name: str, text: str) -> Any:
+    def bad(expected: str) -> InvalidInputError:
+        return InvalidInputError(
+            f"URI parameter {name!r}: expected {expected}, got {text!r}", field=name
+        )
+
+    word = text.strip().lower()
+    if name in _URI_NULLABLE_OPTIONS and word == "none":
+        return None
+    if name in _URI_BOOL_OPTIONS or name == _DETECT_STALE:
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+        raise bad("true or false")
+    if name in _URI_INT_OPTIONS:
+        try:
+            return int(word)
+        except ValueError:
+            raise bad("an integer") from None
+    if name in _URI_SECONDS_OPTIONS:
+        try:
+            return float(word)
+        except ValueError:
+            raise bad("a number of seconds") from None
+    if name in _URI_TEXT_OPTIONS:
+        return text
+    known = sorted(
+        _URI_BOOL_OPTIONS
+        | _URI_INT_OPTIONS
+        | _URI_SECONDS_OPTIONS
+        | _URI_TEXT_OPTIONS
+        | {_DETECT_STALE}
+    )
+    if name in {field.name for field in dataclasses.fields(ServiceOptions)}:
+        raise InvalidInputError(
+            f"option {name!r} cannot be given in a URI: pass it as a keyword argument "
+            "(from a services.py factory)",
+            field=name,
+        )
+    raise InvalidInputError(
+        f"unknown URI parameter {name!r}; known: {', '.join(known)}", field=name
+    )
+
+
+def _from_uri(
+    uri: str, options: dict[str, Any], detect_stale_sessions: bool
+) -> tuple[str, dict[str, Any], bool]:
+    """What ``SessionliteSessionService(uri=...)`` opens: the database, its options and
+    whether to detect stale sessions (keyword options and the URI's together)."""
+    database, from_uri = parse_session_uri(uri)
+    if database.startswith(tuple(f"{scheme}:" for scheme in _DATABASE_SCHEMES)):
+        # The URL is parsed and kept: drop this check once SessionService opens it.
+        raise _uri_error(
+            f"{URI_SCHEME}+postgresql URIs: sessionlite's PostgreSQL backend is not "
+            f"available yet; use {URI_SCHEME}:///path/to/sessions.db"
+        )
+    mine = {k: v for k, v in options.items() if k not in _ADK_FACTORY_KWARGS}
+    if _DETECT_STALE in from_uri:
+        if not detect_stale_sessions:
+            raise InvalidInputError(
+                f"{_DETECT_STALE} is given both in the URI and as a keyword argument",
+                field=_DETECT_STALE,
+            )
+        detect_stale_sessions = from_uri.pop(_DETECT_STALE)
+    twice = sorted(set(mine) & set(from_uri))
+    if twice:
+        raise InvalidInputError(
+            f"option(s) {', '.join(map(repr, twice))} given both in the URI and as "
+            "keyword arguments",
+            field=twice[0],
+        )
+    return database, {**from_uri, **mine}, detect_stale_sessions
 
 
 # -- events ---------------------------------------------------------------------------
@@ -259,27 +469,52 @@ class SessionliteSessionService(BaseSessionService):
         service: an open :class:`~sessionlite.SessionService` to use (you open and close
             it), or a database path: the service is then created with ``**options``,
             opened on first use and closed by :meth:`close`.
+        uri: instead of ``service``, a ``sessionlite:`` URI naming the database (see
+            :func:`parse_session_uri`): ``sessionlite:///sessions.db`` (relative),
+            ``sessionlite:////abs/path/sessions.db``, ``sessionlite:///:memory:``; its
+            query may carry options (``?async_persist=true``). This is how ADK's service
+            registry builds it (``services.yaml``, ``adk web --session_service_uri``);
+            the ``agents_dir`` keyword ADK adds is ignored.
         detect_stale_sessions: check, as ADK's persistent services do, that the session
             object has seen every write to its session before appending to it
             (``StaleSessionError`` otherwise). Each append then waits for its write even
             with ``async_persist=True``; turn it off to let appends return once accepted
             (and :meth:`flush` wait for them).
-        **options: :class:`~sessionlite.SessionService` options, with a path only.
+        **options: :class:`~sessionlite.SessionService` options, with a path or a URI.
 
     Raises:
-        InvalidInputError: a bad option, or options given with a service.
+        InvalidInputError: a bad option or URI, options given with a service, or both or
+            neither of ``service`` and ``uri``.
     """
 
     def __init__(
         self,
-        service: SessionService | str | os.PathLike[str],
+        service: SessionService | str | os.PathLike[str] | None = None,
         *,
+        uri: str | None = None,
         detect_stale_sessions: bool = True,
         **options: Any,
     ) -> None:
         self._service: SessionService | None = None
         self._path: str | os.PathLike[str] | None = None
         self._options: dict[str, Any] = {}
+        if uri is not None:
+            if service is not None:
+                raise InvalidInputError("give a service or a path, or a uri, not both", field="uri")
+            service, options, detect_stale_sessions = _from_uri(uri, options, detect_stale_sessions)
+        elif service is None:
+            raise InvalidInputError(
+                "give a SessionService, a database path or a sessionlite:/// uri",
+                field="service",
+            )
+        elif isinstance(service, str) and service.lower().startswith(URI_SCHEME):
+            scheme = service.partition(":")[0].lower()
+            if scheme == URI_SCHEME or scheme.startswith(URI_SCHEME + "+"):
+                raise InvalidInputError(
+                    f"{scheme}: URIs are passed as uri=...: "
+                    f"SessionliteSessionService(uri={service!r})",
+                    field="service",
+                )
         if isinstance(service, SessionService):
             if options:
                 raise InvalidInputError(
@@ -385,7 +620,7 @@ class SessionliteSessionService(BaseSessionService):
             )
         except SessionExistsError as exc:
             raise AlreadyExistsError(f"Session with id {sid} already exists.") from exc
-        return _to_adk_session(session, [])
+        return _to_adk_session(session, [], _last_update_time(session))
 
     @override
     async def get_session(
@@ -411,15 +646,32 @@ class SessionliteSessionService(BaseSessionService):
         events = [to_adk_event(event) for event in session.events]
         if after is not None:
             events = [event for event in events if event.timestamp >= after]
-        return _to_adk_session(session, events)
+        newest = session
+        if limit == 0 or after is not None:
+            # The session's last event may not be among those read: read it.
+            newest = (
+                await service.get_session(
+                    app_name=app_name,
+                    user_id=user_id,
+                    session_id=session_id.strip(),
+                    num_recent_events=1,
+                )
+                or session
+            )
+        return _to_adk_session(session, events, _last_update_time(newest))
 
     @override
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
     ) -> ListSessionsResponse:
-        """Every session of the app (or of one user), without events, oldest update first."""
+        """Every session of the app (or of one user), without events, oldest update first.
+
+        ``last_update_time`` is each session's last event's timestamp, as in ADK: the
+        listing reads each session's last event (one indexed read per session; no read
+        hooks run and no expiry is refreshed by it).
+        """
         service = await self._ready()
-        found: dict[tuple[str, str], AdkSession] = {}
+        found: dict[tuple[str, str], Session] = {}
         cursor: str | None = None
         while True:
             page = await service.list_sessions(
@@ -427,11 +679,21 @@ class SessionliteSessionService(BaseSessionService):
             )
             for session in page.sessions:
                 # A session updated between two pages may show up twice: keep one.
-                found.setdefault((session.user_id, session.id), _to_adk_session(session, []))
+                found.setdefault((session.user_id, session.id), session)
             cursor = page.next_cursor
             if cursor is None:
                 break
-        sessions = sorted(found.values(), key=lambda s: (s.last_update_time, s.user_id, s.id))
+        listed = list(found.values())
+        read: list[Session | None] = []
+        for start in range(0, len(listed), _LIST_READ_BATCH):
+            batch = listed[start : start + _LIST_READ_BATCH]
+            read.extend(await asyncio.gather(*(_read_newest(service, s) for s in batch)))
+        sessions = [
+            _to_adk_session(newest, [], _last_update_time(newest))
+            for newest in read
+            if newest is not None  # None: deleted (or expired) since it was listed
+        ]
+        sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
         return ListSessionsResponse(sessions=sessions)
 
     @override
@@ -491,7 +753,7 @@ class SessionliteSessionService(BaseSessionService):
             if expected is not None and shell.version == expected:
                 return event  # already stored identically: a retry, nothing changes
             _set_marker(session, shell.version)
-            session.last_update_time = shell.updated_at.timestamp()
+            session.last_update_time = event.timestamp
         if event.actions and event.actions.state_delta:
             session.state.update(event.actions.state_delta)
         session.events.append(event)
@@ -512,11 +774,14 @@ class SessionliteSessionService(BaseSessionService):
         )
         if stored is None:
             raise AdkSessionNotFoundError(f"Session {session.id} not found.")
-        if stored.updated_at.timestamp() > session.last_update_time:
-            stored_last = stored.events[-1].id if stored.events else None
-            seen_last = session.events[-1].id if session.events else None
-            if stored_last != seen_last:
-                raise AdkStaleSessionError(_STALE_MESSAGE)
+        stored_last = stored.events[-1].id if stored.events else None
+        seen_last = session.events[-1].id if session.events else None
+        # Stale: storage's last event is not the one the object saw last, or, for an
+        # object that saw no events, storage has one newer than the object.
+        if stored_last != seen_last and (
+            session.events or _last_update_time(stored) > session.last_update_time
+        ):
+            raise AdkStaleSessionError(_STALE_MESSAGE)
         return stored.version
 
     @asynccontextmanager
@@ -529,17 +794,51 @@ class SessionliteSessionService(BaseSessionService):
 # -- helpers --------------------------------------------------------------------------
 
 
-def _to_adk_session(session: Session, events: list[AdkEvent]) -> AdkSession:
+def _to_adk_session(
+    session: Session, events: list[AdkEvent], last_update_time: float
+) -> AdkSession:
     adk = AdkSession(
         id=session.id,
         app_name=session.app_name,
         user_id=session.user_id,
         state=session.state,
         events=events,
-        last_update_time=session.updated_at.timestamp(),
+        last_update_time=last_update_time,
     )
     _set_marker(adk, session.version)
     return adk
+
+
+def _event_time(event: Event) -> float:
+    """The ADK timestamp of a stored event: for an ADK event, the exact float of its
+    JSON (the sessionlite column is rounded to the microsecond)."""
+    if event.metadata.get(_FORMAT_KEY) == ADK_EVENT_FORMAT and isinstance(event.content, dict):
+        seconds = event.content.get("timestamp")
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+            return float(seconds)
+    return event.timestamp.timestamp()
+
+
+def _last_update_time(session: Session) -> float:
+    """``last_update_time`` as ADK's SQL services give it: the timestamp of the last
+    event appended, or the creation time of a session without events.
+
+    ``session`` must have been read with its last event (``num_recent_events >= 1``).
+    """
+    if session.events:
+        return _event_time(session.events[-1])
+    return session.created_at.timestamp()
+
+
+async def _read_newest(service: SessionService, session: Session) -> Session | None:
+    """``session`` read again with its last event only (bookkeeping for the listing:
+    no read hooks, no expiry refresh)."""
+    return await service._peek_session(
+        app_name=session.app_name,
+        user_id=session.user_id,
+        session_id=session.id,
+        num_recent_events=1,
+    )
 
 
 def _set_marker(session: AdkSession, version: int) -> None:
