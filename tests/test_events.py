@@ -327,7 +327,23 @@ async def test_partial_events_stay_in_memory(service: SessionService) -> None:
         Event(author="a", tool_calls=[ToolCall(name="t", arguments={"x": {1}})]),
         Event(author="a", tool_results=[ToolResult(call_id="c", output=float("-inf"))]),
     ],
-    ids=lambda e: repr(e)[:40],
+    # Stable ids (an event's repr starts with its random id): pytest-xdist workers must
+    # collect the same names.
+    ids=[
+        "set-content",
+        "bytes-content",
+        "tuple-content",
+        "nan-content",
+        "inf-nested",
+        "object-content",
+        "int-metadata-key",
+        "bytes-state",
+        "lone-surrogate",
+        "empty-author",
+        "naive-timestamp",
+        "set-tool-arguments",
+        "inf-tool-output",
+    ],
 )
 async def test_invalid_events_rejected_and_nothing_stored(
     service: SessionService, bad: Event

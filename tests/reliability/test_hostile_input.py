@@ -373,6 +373,7 @@ def poisoned_event_fields(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 # -- legal JSON round-trips -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(
     content=json_values,
@@ -448,6 +449,7 @@ def test_legal_json_round_trips_exactly(
     live.run(body)
 
 
+@pytest.mark.slow
 @CHEAP_PROPERTY
 @given(state=state_deltas, metadata=json_objects, delta=plain_objects)
 def test_legal_session_state_and_metadata_round_trip(

@@ -70,7 +70,7 @@ T = TypeVar("T")
 
 # A passing run takes seconds; a failing one spends minutes shrinking (each replay
 # reopens the database), and its minimal example is only printed at the end.
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 APP = "app"
 USERS = ("u1", "u2")
