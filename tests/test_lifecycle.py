@@ -196,3 +196,45 @@ def test_built_outside_any_event_loop(tmp_path: Path) -> None:
             assert await service.summarize(session) is not None
 
     anyio.run(use)
+
+
+# -- the database argument: one factory picks the backend ----------------------------------
+
+
+def test_a_postgresql_url_is_refused_clearly_until_the_backend_exists() -> None:
+    for url in ("postgresql://u:p@localhost/db", "postgres://localhost/db"):
+        with pytest.raises(InvalidInputError, match="PostgreSQL"):
+            SessionService(url)
+
+
+async def test_a_path_is_home_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    service = SessionService("~/home.db")
+    assert service.path == str(tmp_path / "home.db")
+    async with service:
+        pass
+    assert (tmp_path / "home.db").exists()
+
+
+def test_path_is_an_alias_of_the_first_argument(tmp_path: Path) -> None:
+    assert SessionService(path=tmp_path / "a.db").path == str(tmp_path / "a.db")
+    with pytest.raises(InvalidInputError, match="not both"):
+        SessionService(tmp_path / "a.db", path=tmp_path / "b.db")
+
+
+def test_unknown_options_still_name_themselves() -> None:
+    with pytest.raises(InvalidInputError, match=r"unknown option.*'event_limt'"):
+        SessionService(":memory:", event_limt=5)  # type: ignore[call-arg]
+
+
+async def test_a_ready_storage_object_is_used_as_it_is(tmp_path: Path) -> None:
+    from sessionlite.store.sqlite.store import SqliteStore
+
+    store = SqliteStore(str(tmp_path / "own.db"), parse_options())
+    async with SessionService(store) as service:
+        assert service.path == str(tmp_path / "own.db")
+        session = await service.create_session(app_name="a", user_id="u", session_id="s")
+        await service.append_event(session, Event(author="u", content="x"))
+    async with SessionService(tmp_path / "own.db") as reopened:
+        got = await reopened.get_session(app_name="a", user_id="u", session_id="s")
+        assert got is not None and [e.content for e in got.events] == ["x"]

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "DEFAULT_EVENT_LIMIT",
     "Clock",
+    "Duration",
     "ServiceOptions",
     "parse_options",
 ]
@@ -43,6 +44,8 @@ DEFAULT_CLOSE_TIMEOUT = timedelta(seconds=30)  # how long aclose() waits for que
 
 TABLE_PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
+Duration = timedelta | float
+"""A ``timedelta``, or a number of seconds."""
 Synchronous = Literal["NORMAL", "FULL"]
 QueueFullPolicy = Literal["inline", "reject"]
 

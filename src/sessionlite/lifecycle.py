@@ -76,6 +76,7 @@ class ServiceRunner:
         self._signal = Signal(threading.Lock())
         self._opened = False  # start() ran to its end (well or not)
         self._finished = threading.Event()  # the service's loop has ended
+        self._loop_ready = threading.Event()  # its loop runs and can be asked to stop
         self._stop_wanted = False
         self._stop_claimed = False  # a caller of stop() will see the stop's error
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,6 +152,7 @@ class ServiceRunner:
 
     async def _host(self) -> None:
         self._stop_event = asyncio.Event()
+        self._loop_ready.set()
         try:
             async with anyio.create_task_group() as task_group:
                 try:
@@ -211,8 +213,7 @@ class ServiceRunner:
             pass
 
     def _stop_when_started(self) -> None:
-        while not (self._finished.is_set() or self._stop_event is not None):
-            self._finished.wait(0.001)
+        self._loop_ready.wait()
         self._request_stop()
 
     async def stop(self) -> None:

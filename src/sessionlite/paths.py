@@ -21,7 +21,8 @@ def default_db_path() -> Path:
 
 def resolve_db_path(path: str | os.PathLike[str] | None) -> str:
     """The database path to open: ``None`` is :func:`default_db_path` (its directory is
-    created), a path-like is turned into a non-empty ``str``; ``":memory:"`` passes as is.
+    created), a path-like is turned into a non-empty ``str`` with ``~`` expanded;
+    ``":memory:"`` passes as is.
 
     Raises:
         InvalidInputError: ``path`` is not a path-like, or is empty.
@@ -34,4 +35,4 @@ def resolve_db_path(path: str | os.PathLike[str] | None) -> str:
         path = os.fspath(path)
     if not isinstance(path, str) or not path:
         raise InvalidInputError(f"path must be a file path or ':memory:', got {path!r}")
-    return path
+    return path if path == ":memory:" else os.path.expanduser(path)

@@ -16,9 +16,9 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
 
 from pydantic import JsonValue
+from typing_extensions import Never
 
 from .commands import (
     check_list_args,
@@ -29,17 +29,37 @@ from .commands import (
     session_key,
     summary_target,
 )
-from .config import ServiceOptions, parse_options
+from .config import (
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_CLEANUP_INTERVAL,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_EVENT_LIMIT,
+    DEFAULT_MAX_WRITE_BATCH,
+    DEFAULT_PERSIST_QUEUE_SIZE,
+    DEFAULT_PERSIST_WORKERS,
+    DEFAULT_READER_CONNECTIONS,
+    DEFAULT_SOFT_DELETE_RETENTION,
+    DEFAULT_SUMMARY_JOB_TIMEOUT,
+    DEFAULT_SUMMARY_QUEUE_SIZE,
+    DEFAULT_SUMMARY_WORKERS,
+    Clock,
+    Duration,
+    QueueFullPolicy,
+    ServiceOptions,
+    Synchronous,
+    parse_options,
+)
 from .errors import InvalidInputError, ServiceClosedError
-from .hooks import AppendContext, GetSessionContext, run_chain
+from .hooks import AppendContext, AppendHook, GetSessionContext, GetSessionHook, run_chain
 from .lifecycle import ServiceRunner
-from .models import Event, Session, SessionPage, Summary
-from .paths import DEFAULT_DB_FILENAME, default_db_path, resolve_db_path
+from .models import Event, Session, SessionPage, Summary, utc_now
+from .paths import DEFAULT_DB_FILENAME, default_db_path
 from .runtime import ServiceRuntime
 from .session_updates import apply_accepted, apply_in_memory, apply_outcome, set_bookkeeping
 from .stats import CleanupReport, ServiceStats
-from .store.base import EventFilter, SessionKey
-from .store.sqlite.store import SqliteStore
+from .store.base import EventFilter, SessionKey, Storage
+from .store.factory import build_storage, check_storage, display_name
+from .summaries import Summarizer
 from .validation import (
     check_aware,
     check_json_object,
@@ -73,18 +93,122 @@ class SessionService:
             await service.append_event(session, Event(author="user", content="hi"))
 
     Args:
-        path: database file; ``None`` for the per-user data dir
-            (:func:`default_db_path`), ``":memory:"`` for a private in-memory database.
-        **options: keyword-only options, validated here (see :class:`ServiceOptions`).
+        database: a SQLite file path (``~`` expanded); ``None`` for the per-user data
+            dir (:func:`default_db_path`); ``":memory:"`` for a private in-memory
+            database; or a ready :class:`~sessionlite.store.base.Storage` object (tests,
+            third-party backends). ``path=`` is an alias.
+        table_prefix: prefix of every table and index.
+        create_schema: create or migrate the schema on open (``False``: you manage DDL).
+        synchronous: SQLite's ``synchronous`` level, ``"NORMAL"`` or ``"FULL"``.
+        busy_timeout: how long a write waits for another process's lock.
+        event_limit: most events ``get_session`` returns by default (``None``: all).
+        max_stored_events: keep only each session's newest N events on disk.
+        session_ttl: sessions expire this long after their last write.
+        app_state_ttl: app state expires this long after its last write.
+        user_state_ttl: user state expires this long after its last write.
+        refresh_ttl_on_read: reads extend a session's expiry too.
+        cleanup_interval: how often the cleaner looks for expired or deleted data.
+        soft_delete: deletes and expiry mark rows; they are purged after
+            ``soft_delete_retention``.
+        soft_delete_retention: how long soft-deleted rows are kept.
+        async_persist: ``append_event`` returns once the event is accepted; workers
+            write it in the background.
+        persist_workers: async-persistence task pool size.
+        persist_queue_size: accepted, not yet written appends at most (backpressure).
+        summarizer: a :class:`~sessionlite.Summarizer`.
+        summary_workers: summary task pool size.
+        summary_queue_size: queued summary jobs at most.
+        summary_job_timeout: per-job timeout.
+        summary_queue_full: ``"inline"`` runs a job in the caller when the queue is
+            full, ``"reject"`` raises :class:`~sessionlite.SummaryQueueFullError`.
+        append_event_hooks: middleware around ``append_event``.
+        get_session_hooks: middleware around ``get_session``.
+        clock: the current time (inject one in tests).
+        close_timeout: how long ``aclose()`` waits for queued work.
+        reader_connections: SQLite reader connections.
+        max_write_batch: write calls gathered into one transaction at most.
+
+    Durations take a ``timedelta`` or a number of seconds.
 
     Raises:
         InvalidInputError: an unknown option or a bad value (the message names it).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, **options: Any) -> None:
-        self._options: ServiceOptions = parse_options(**options)
-        self._path = resolve_db_path(path)
-        self._store = SqliteStore(self._path, self._options)
+    def __init__(
+        self,
+        database: str | os.PathLike[str] | Storage | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        table_prefix: str = "",
+        create_schema: bool = True,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout: Duration = DEFAULT_BUSY_TIMEOUT,
+        event_limit: int | None = DEFAULT_EVENT_LIMIT,
+        max_stored_events: int | None = None,
+        session_ttl: Duration | None = None,
+        app_state_ttl: Duration | None = None,
+        user_state_ttl: Duration | None = None,
+        refresh_ttl_on_read: bool = False,
+        cleanup_interval: Duration = DEFAULT_CLEANUP_INTERVAL,
+        soft_delete: bool = True,
+        soft_delete_retention: Duration = DEFAULT_SOFT_DELETE_RETENTION,
+        async_persist: bool = False,
+        persist_workers: int = DEFAULT_PERSIST_WORKERS,
+        persist_queue_size: int = DEFAULT_PERSIST_QUEUE_SIZE,
+        summarizer: Summarizer | None = None,
+        summary_workers: int = DEFAULT_SUMMARY_WORKERS,
+        summary_queue_size: int = DEFAULT_SUMMARY_QUEUE_SIZE,
+        summary_job_timeout: Duration = DEFAULT_SUMMARY_JOB_TIMEOUT,
+        summary_queue_full: QueueFullPolicy = "inline",
+        append_event_hooks: Sequence[AppendHook] = (),
+        get_session_hooks: Sequence[GetSessionHook] = (),
+        clock: Clock = utc_now,
+        close_timeout: Duration = DEFAULT_CLOSE_TIMEOUT,
+        reader_connections: int = DEFAULT_READER_CONNECTIONS,
+        max_write_batch: int = DEFAULT_MAX_WRITE_BATCH,
+        **unknown: Never,
+    ) -> None:
+        if path is not None:
+            if database is not None:
+                raise InvalidInputError(
+                    "pass the database once: as the first argument or as path=, not both",
+                    field="path",
+                )
+            database = path
+        self._options: ServiceOptions = parse_options(
+            **unknown,
+            table_prefix=table_prefix,
+            create_schema=create_schema,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            event_limit=event_limit,
+            max_stored_events=max_stored_events,
+            session_ttl=session_ttl,
+            app_state_ttl=app_state_ttl,
+            user_state_ttl=user_state_ttl,
+            refresh_ttl_on_read=refresh_ttl_on_read,
+            cleanup_interval=cleanup_interval,
+            soft_delete=soft_delete,
+            soft_delete_retention=soft_delete_retention,
+            async_persist=async_persist,
+            persist_workers=persist_workers,
+            persist_queue_size=persist_queue_size,
+            summarizer=summarizer,
+            summary_workers=summary_workers,
+            summary_queue_size=summary_queue_size,
+            summary_job_timeout=summary_job_timeout,
+            summary_queue_full=summary_queue_full,
+            append_event_hooks=append_event_hooks,
+            get_session_hooks=get_session_hooks,
+            clock=clock,
+            close_timeout=close_timeout,
+            reader_connections=reader_connections,
+            max_write_batch=max_write_batch,
+        )
+        if database is None or isinstance(database, (str, os.PathLike)):
+            self._store, self._path = build_storage(database, self._options)
+        else:  # a ready storage object
+            self._store, self._path = check_storage(database), display_name(database)
         # Nothing behind the service refers back to it, so that an unclosed service can
         # be garbage-collected (and closed, with a ResourceWarning: see __del__).
         self._now = _checked_clock(self._options.clock)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import typer
 from rich.progress import Progress
@@ -364,23 +364,18 @@ async def _start_session(
             "line holds the session's own keys (app and user state have lines of their own)"
         )
     clock.at = line.created_at
+    fields: dict[str, Any] = {
+        "app_name": line.app_name,
+        "user_id": line.user_id,
+        "session_id": line.id,
+        "agent_id": line.agent_id,
+        "metadata": line.metadata,
+    }
     try:
-        session = await service.create_session(
-            app_name=line.app_name,
-            user_id=line.user_id,
-            session_id=line.id,
-            agent_id=line.agent_id,
-            metadata=line.metadata,
-        )
+        session = await service.create_session(**fields)
         created = True
     except SessionExistsError:  # stored by an earlier run (agent_id, metadata kept)
-        session = await service.get_or_create_session(
-            app_name=line.app_name,
-            user_id=line.user_id,
-            session_id=line.id,
-            agent_id=line.agent_id,
-            metadata=line.metadata,
-        )
+        session = await service.get_or_create_session(**fields)
         created = False
     session.events.clear()
     importing = _SessionImport(service, clock, summarizer, line, session, chunk_size)
