@@ -24,7 +24,7 @@ from sessionlite import (
     Usage,
 )
 from sessionlite.store.sqlite.bulk import MAX_ROWS, padded_size, run_values
-from sessionlite.store.sqlite.codec import event_from_row
+from sessionlite.store.sqlite.codec import event_from_row, event_row
 from sessionlite.validation import EVENT_COLUMNS, MAX_JSON_DEPTH, prepare_event
 
 json_leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
@@ -195,7 +195,7 @@ async def test_state_key_written_by_many_appends_of_one_batch_keeps_the_last(
 
 
 def _row(prepared: Any, sequence: int = 1) -> tuple[Any, ...]:
-    return (sequence, *prepared.row)
+    return (sequence, *event_row(prepared.snapshot))
 
 
 @settings(max_examples=150, deadline=None)

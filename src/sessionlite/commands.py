@@ -136,7 +136,7 @@ def prepare_append(
         to_store = prepared if not prepared[0].event.partial else []
         merged = prepared[0].event.state_delta
     else:
-        ids = {p.row.event_id for p in prepared}
+        ids = {p.snapshot.event_id for p in prepared}
         if len(ids) != len(prepared):
             raise InvalidInputError("events in one call must have distinct ids", field="events")
         to_store = [p for p in prepared if not p.event.partial]

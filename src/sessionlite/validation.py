@@ -19,7 +19,6 @@ from pydantic_core import PydanticSerializationError, to_json
 from .errors import InvalidInputError
 from .models import Event, Session, ToolCall, ToolResult, Usage, trusted_event
 from .state import APP_PREFIX, TEMP_PREFIX, USER_PREFIX, persisted_delta
-from .timestamps import to_micros
 
 # Fields of Event that the store keeps in its own columns (everything else is the body).
 EVENT_COLUMNS: set[str] = {"id", "author", "timestamp", "branch", "sequence", "partial"}
@@ -36,27 +35,29 @@ class PreparedEvent(NamedTuple):
 
     ``event`` carries the delta without ``temp:`` keys (what is stored, and what the
     session's event list shows); ``delta`` is the whole validated delta, ``temp:`` keys
-    included, for the in-memory session state; ``row`` is what the store writes,
-    snapshotted at validation: later changes to ``event`` (the caller gets it back) do
-    not reach the store, even when it is written in the background.
+    included, for the in-memory session state; ``snapshot`` is what the store writes,
+    taken at validation: later changes to ``event`` (the caller gets it back) do not
+    reach the store, even when it is written in the background.
     """
 
     event: Event
-    row: EventRow
+    snapshot: EventSnapshot
     delta: dict[str, JsonValue]
 
     @property
     def body(self) -> str:
         """The serialized event (every field that has no column of its own)."""
-        return self.row[4]
+        return self.snapshot.body
 
 
-class EventRow(NamedTuple):
-    """The stored form of an event: its columns, and the JSON body for the rest."""
+class EventSnapshot(NamedTuple):
+    """An accepted event as domain data, frozen: the fields every backend keeps in
+    columns of their own, and the JSON text of the rest. Each backend encodes it its
+    own way (SQLite: integer microseconds for the timestamp)."""
 
     event_id: str
     author: str
-    timestamp_us: int
+    timestamp: datetime
     branch: str
     body: str
 
@@ -318,8 +319,8 @@ def prepare_event(event: Any) -> PreparedEvent:
         )
     except PydanticSerializationError as exc:
         raise InvalidInputError(f"event {event_id!r} cannot be serialized: {exc}") from None
-    row = EventRow(event_id, author, to_micros(timestamp), branch, body)
-    return PreparedEvent(copy, row, delta)
+    snapshot = EventSnapshot(event_id, author, timestamp, branch, body)
+    return PreparedEvent(copy, snapshot, delta)
 
 
 # Body fields in model order, each with its default (omitted from the body when equal,

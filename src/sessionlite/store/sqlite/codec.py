@@ -16,7 +16,8 @@ from pydantic import JsonValue, ValidationError
 
 from ...errors import DatabaseCorruptError, InvalidInputError
 from ...models import Event, Session, Summary, trusted_event
-from ...timestamps import from_micros
+from ...timestamps import from_micros, to_micros
+from ...validation import EventSnapshot
 
 EVENT_SELECT = "sequence, event_id, author, timestamp, branch, body"
 SESSION_SELECT = (
@@ -55,6 +56,12 @@ def _parse(text: str) -> Any:
         return pydantic_core.from_json(text)
     except ValueError:
         return json.loads(text)  # deep nesting, or really not JSON (then it raises)
+
+
+def event_row(snapshot: EventSnapshot) -> tuple[str, str, int, str, str]:
+    """The columns an accepted event is stored in, after ``session_pk, sequence``."""
+    event_id, author, timestamp, branch, body = snapshot
+    return event_id, author, to_micros(timestamp), branch, body
 
 
 def event_from_row(row: EventRow) -> Event:

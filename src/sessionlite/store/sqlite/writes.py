@@ -42,7 +42,7 @@ from ..base import (
     not_found,
 )
 from .bulk import run_values
-from .codec import dumps, event_from_row, loads
+from .codec import dumps, event_from_row, event_row, loads
 from .queries import Queries
 from .reads import find_live_session, load_session
 
@@ -245,7 +245,8 @@ class _Rows:
     def add(self, job: AppendJob, pk: int, first_sequence: int) -> None:
         command = job.command
         self.events.extend(
-            (pk, sequence, *p.row) for sequence, p in enumerate(command.events, first_sequence)
+            (pk, sequence, *event_row(p.snapshot))
+            for sequence, p in enumerate(command.events, first_sequence)
         )
         delta = command.delta
         for key, value in delta.session:
@@ -401,14 +402,15 @@ def _stored_duplicates(
     """
     stored: list[Event] = []
     for prepared in events:
-        new = prepared.row
+        new = prepared.snapshot
         row = conn.execute(q.events_by_id, (session_pk, new.event_id)).fetchone()
         if row is None:
             continue
         # Compared with the row snapshotted at acceptance (not the event object, which
         # the caller may have changed since), bodies as JSON values.
         _sequence, _id, author, timestamp_us, branch, body = row
-        if (author, timestamp_us, branch) != (new.author, new.timestamp_us, new.branch) or (
+        new_row = event_row(new)
+        if (author, timestamp_us, branch) != (new_row[1], new_row[2], new_row[3]) or (
             loads(body, f"event {new.event_id!r}") != loads(new.body, "the new event")
         ):
             raise _conflict(key, new.event_id, "with different content")
