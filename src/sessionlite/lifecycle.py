@@ -182,6 +182,11 @@ class ServiceRunner:
 
     def _begin_stop(self, *, claimed: bool) -> bool:
         """Mark the service closed and ask its loop to stop; False if nothing runs."""
+        if self._thread is threading.current_thread():
+            raise ServiceClosedError(
+                "a SessionService cannot be closed from its own background tasks "
+                "(e.g. a summarizer): it would wait for itself"
+            )
         with self._signal.lock:
             if self._state is _State.FORKED:
                 return False
@@ -196,12 +201,6 @@ class ServiceRunner:
         return True
 
     def _request_stop(self) -> None:
-        # Before start() finished there may be no loop yet: _host checks on its own.
-        if self._thread is threading.current_thread():
-            raise ServiceClosedError(
-                "a SessionService cannot be closed from its own background tasks "
-                "(e.g. a summarizer)"
-            )
         loop, event = self._loop, self._stop_event
         if loop is None or event is None:
             # Still starting: stop as soon as the start is over.
