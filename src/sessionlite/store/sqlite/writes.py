@@ -27,9 +27,7 @@ from typing import Any, NamedTuple
 from pydantic import JsonValue
 
 from ...errors import (
-    EventConflictError,
     SessionExistsError,
-    StaleSessionError,
 )
 from ...models import Event, Session, Summary
 from ...timestamps import from_micros, to_micros
@@ -40,6 +38,14 @@ from ..base import (
     SessionKey,
     SessionWrite,
     not_found,
+)
+from ..rules import (
+    SessionCursor,
+    StoredEvent,
+    advance,
+    stale_error,
+    stored_retry,
+    trim_through,
 )
 from .bulk import run_values
 from .codec import dumps, event_from_row, event_row, loads
@@ -212,12 +218,16 @@ def _apply_one_carefully(conn: sqlite3.Connection, q: Queries, job: AppendJob) -
     return apply_appends(conn, q, [job], careful=True)[0]
 
 
-@dataclasses.dataclass
-class _LiveSession:
-    pk: int
-    version: int
-    last_sequence: int
-    updated_at_us: int
+@dataclasses.dataclass(slots=True)
+class _LiveSession(SessionCursor[int]):
+    """A live session's row as a write sees it (``updated_at`` in microseconds)."""
+
+    pk: int = 0
+
+
+def _live(row: Sequence[Any]) -> _LiveSession:
+    pk, version, last_sequence, updated_at_us = row
+    return _LiveSession(version, last_sequence, updated_at_us, pk)
 
 
 def _session_for_write(
@@ -226,7 +236,7 @@ def _session_for_write(
     row = conn.execute(
         q.session_for_write, (key.app_name, key.user_id, key.session_id, now_us)
     ).fetchone()
-    return None if row is None else _LiveSession(*row)
+    return None if row is None else _live(row)
 
 
 class _Rows:
@@ -266,13 +276,13 @@ class _Rows:
                 session.pk,
                 session.version,
                 session.last_sequence,
-                session.updated_at_us,
-                policy.expiry(session.updated_at_us, policy.session_ttl_us),
+                session.updated_at,
+                policy.expiry(session.updated_at, policy.session_ttl_us),
             )
         )
-        keep = policy.max_stored_events
-        if keep is not None and session.last_sequence > keep:
-            self.trims.append((session.pk, session.last_sequence - keep))
+        through = trim_through(session.last_sequence, policy.max_stored_events)
+        if through is not None:
+            self.trims.append((session.pk, through))
 
     def write(self, conn: sqlite3.Connection, q: Queries) -> None:
         if self.events:
@@ -309,7 +319,7 @@ def _find_sessions(
     found: dict[int, _LiveSession] = {}
     for (text,) in run_values(conn, q.find_sessions, 5, rows):
         for index, *fields in json.loads(text):
-            found[index] = _LiveSession(*fields)
+            found[index] = _live(fields)
     return found
 
 
@@ -363,29 +373,14 @@ def _apply_one(
     add its rows, and move ``session`` forward."""
     expected = job.command.expected_version
     if expected is not None and expected != session.version:
-        return _stale(key, expected, session.version)
+        return stale_error(key, expected, session.version)
     if careful:
         stored = _stored_duplicates(conn, q, session.pk, key, job.command.events)
         if stored is not None:
-            return AlreadyStored(stored, session.version, session.updated_at_us)
-    first = session.last_sequence + 1
+            return AlreadyStored(stored, session.version, session.updated_at)
+    first = advance(session, len(job.command.events), job.now_us)
     rows.add(job, session.pk, first)
-    session.last_sequence += len(job.command.events)
-    session.version += 1
-    session.updated_at_us = job.now_us
     return Appended(first, session.version, job.now_us)
-
-
-def _stale(key: SessionKey, expected: int, actual: int) -> StaleSessionError:
-    return StaleSessionError(
-        f"session {key.session_id!r} is at version {actual}, not {expected}; reload it "
-        "with get_session and retry",
-        app_name=key.app_name,
-        user_id=key.user_id,
-        session_id=key.session_id,
-        expected_version=expected,
-        actual_version=actual,
-    )
 
 
 def _stored_duplicates(
@@ -395,41 +390,25 @@ def _stored_duplicates(
     key: SessionKey,
     events: Sequence[Any],
 ) -> list[Event] | None:
-    """The stored events when every event of the call is already stored identically.
+    """The stored events when every event of the call is already stored identically
+    (see :func:`~sessionlite.store.rules.stored_retry`)."""
 
-    Returns None when none is stored; raises :class:`EventConflictError` when one is
-    stored with different content (or when only some of the call's events are stored).
-    """
-    stored: list[Event] = []
-    for prepared in events:
-        new = prepared.snapshot
-        row = conn.execute(q.events_by_id, (session_pk, new.event_id)).fetchone()
+    def find(event_id: str) -> tuple[StoredEvent, Event] | None:
+        row = conn.execute(q.events_by_id, (session_pk, event_id)).fetchone()
         if row is None:
-            continue
-        # Compared with the row snapshotted at acceptance (not the event object, which
-        # the caller may have changed since), bodies as JSON values.
+            return None
         _sequence, _id, author, timestamp_us, branch, body = row
-        new_row = event_row(new)
-        if (author, timestamp_us, branch) != (new_row[1], new_row[2], new_row[3]) or (
-            loads(body, f"event {new.event_id!r}") != loads(new.body, "the new event")
-        ):
-            raise _conflict(key, new.event_id, "with different content")
-        stored.append(event_from_row(row))
-    if not stored:
-        return None
-    if len(stored) != len(events):
-        raise _conflict(key, stored[0].id, "while other events of the same call are new")
-    return stored
+        old = StoredEvent(author, timestamp_us, branch, loads(body, f"event {event_id!r}"))
+        return old, event_from_row(row)
 
-
-def _conflict(key: SessionKey, event_id: str, why: str) -> EventConflictError:
-    return EventConflictError(
-        f"event {event_id!r} is already stored in session {key.session_id!r} {why}; "
-        "use a new event id",
-        app_name=key.app_name,
-        user_id=key.user_id,
-        session_id=key.session_id,
-        event_id=event_id,
+    # Compared with the snapshot taken at acceptance (not the event object, which the
+    # caller may have changed since), bodies as JSON values.
+    return stored_retry(
+        key,
+        [p.snapshot for p in events],
+        find,
+        timestamp=lambda snapshot: event_row(snapshot)[2],
+        parse=lambda body: loads(body, "the new event"),
     )
 
 
@@ -573,7 +552,7 @@ def pop_event(
     session = _require(conn, q, key, now_us)
     row = conn.execute(q.newest_event, (session.pk,)).fetchone()
     if row is None:
-        return None, SessionWrite(session.version, from_micros(session.updated_at_us))
+        return None, SessionWrite(session.version, from_micros(session.updated_at))
     event = event_from_row(row)
     conn.execute(q.delete_event_at, (session.pk, event.sequence))
     return event, _touch(conn, q, session.pk, now_us)
@@ -585,7 +564,7 @@ def clear_events(
     session = _require(conn, q, key, now_us)
     removed = conn.execute(q.delete_events, (session.pk,)).rowcount
     if not removed:
-        return 0, SessionWrite(session.version, from_micros(session.updated_at_us))
+        return 0, SessionWrite(session.version, from_micros(session.updated_at))
     return removed, _touch(conn, q, session.pk, now_us)
 
 
