@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,6 @@ from . import (
     report,
 )
 
-BENCHMARKS = ("append", "read", "async", "memory", "summaries", "peers", "adk-loop")
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
 
 
@@ -139,10 +139,63 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    env = _environment()
-    mode = "quick" if args.quick else "full"
+# name -> (JSON key, how to run it for the parsed arguments, its report), in run order.
+_RUNS: dict[str, tuple[str, Callable[[argparse.Namespace], Any], Callable[[Any], list[str]]]] = {
+    "append": (
+        "append",
+        lambda a: bench_append.run(
+            sessions=100, events_per_session=100, repeats=3, tmp_root=a.tmpdir
+        ),
+        bench_append.report,
+    ),
+    "read": (
+        "read",
+        lambda a: bench_read.run(
+            small_events=10_000,
+            large_events=100_000 if a.quick else 1_000_000,
+            reads=1000,
+            rebuild=a.rebuild,
+            quick=a.quick,
+        ),
+        bench_read.report,
+    ),
+    "async": (
+        "async_append",
+        lambda a: bench_async.run(
+            sessions=100, events_per_session=100, repeats=3, tmp_root=a.tmpdir
+        ),
+        bench_async.report,
+    ),
+    "memory": (
+        "memory",
+        lambda a: bench_memory.run(
+            events=100_000 if a.quick else 1_000_000,
+            sessions=1000,
+            tmp_root=a.tmpdir,
+            quick=a.quick,
+        ),
+        bench_memory.report,
+    ),
+    "summaries": (
+        "summaries",
+        lambda a: bench_summaries.run(sessions=20, events_per_session=400, tmp_root=a.tmpdir),
+        bench_summaries.report,
+    ),
+    "peers": (
+        "peers",
+        lambda a: bench_peers.run(quick=a.quick, rebuild=a.rebuild, tmp_root=a.tmpdir),
+        bench_peers.report,
+    ),
+    "adk-loop": (
+        "adk_loop",
+        lambda a: bench_adk_loop.run(quick=a.quick, tmp_root=a.tmpdir),
+        bench_adk_loop.report,
+    ),
+}
+BENCHMARKS = tuple(_RUNS)
+
+
+def _print_header(env: dict[str, Any], mode: str) -> None:
     print(
         f"sessionlite {env['sessionlite']} ({env['git'] or 'no git'}) benchmarks ({mode}) — "
         f"Python {env['python']}, "
@@ -155,75 +208,48 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{name} {version}" for name, version in env["packages"].items()),
         flush=True,
     )
-    results: dict[str, Any] = {"mode": mode, "environment": env}
-    started = time.perf_counter()
-    only = set(args.only or BENCHMARKS)
-    if "append" in only:
-        append = bench_append.run(
-            sessions=100, events_per_session=100, repeats=3, tmp_root=args.tmpdir
-        )
-        print("\n" + "\n".join(bench_append.report(append)), flush=True)
-        results["append"] = append.to_json()
-    if "read" in only:
-        read = bench_read.run(
-            small_events=10_000,
-            large_events=100_000 if args.quick else 1_000_000,
-            reads=1000,
-            rebuild=args.rebuild,
-            quick=args.quick,
-        )
-        print("\n" + "\n".join(bench_read.report(read)), flush=True)
-        results["read"] = read.to_json()
-    if "async" in only:
-        async_append = bench_async.run(
-            sessions=100, events_per_session=100, repeats=3, tmp_root=args.tmpdir
-        )
-        print("\n" + "\n".join(bench_async.report(async_append)), flush=True)
-        results["async_append"] = async_append.to_json()
-    if "memory" in only:
-        memory = bench_memory.run(
-            events=100_000 if args.quick else 1_000_000,
-            sessions=1000,
-            tmp_root=args.tmpdir,
-            quick=args.quick,
-        )
-        print("\n" + "\n".join(bench_memory.report(memory)), flush=True)
-        results["memory"] = memory.to_json()
-    if "summaries" in only:
-        summaries = bench_summaries.run(
-            sessions=20,
-            events_per_session=400,
-            tmp_root=args.tmpdir,
-        )
-        print("\n" + "\n".join(bench_summaries.report(summaries)), flush=True)
-        results["summaries"] = summaries.to_json()
-    peers = None
-    if "peers" in only:
-        peers = bench_peers.run(quick=args.quick, rebuild=args.rebuild, tmp_root=args.tmpdir)
-        print("\n" + "\n".join(bench_peers.report(peers)), flush=True)
-        results["peers"] = peers.to_json()
-    loop = None
-    if "adk-loop" in only:
-        loop = bench_adk_loop.run(quick=args.quick, tmp_root=args.tmpdir)
-        print("\n" + "\n".join(bench_adk_loop.report(loop)), flush=True)
-        results["adk_loop"] = loop.to_json()
-    results["total_s"] = time.perf_counter() - started
-    results["load_average_1min_at_end"] = _load_average()
+
+
+def _print_footer(results: dict[str, Any], cpus: int | None) -> None:
     print(
         f"\ntotal {results['total_s']:.1f} s; load average at the end "
-        f"{results['load_average_1min_at_end']} ({env['cpus']} CPUs)"
+        f"{results['load_average_1min_at_end']} ({cpus} CPUs)"
     )
-    loads = [env["load_average_1min_at_start"], results["load_average_1min_at_end"]]
-    if env["cpus"] and any(load is not None and load > env["cpus"] for load in loads):
+    loads = [
+        results["environment"]["load_average_1min_at_start"],
+        results["load_average_1min_at_end"],
+    ]
+    if cpus and any(load is not None and load > cpus for load in loads):
         print(
-            f"warning: the load average exceeded the {env['cpus']} CPUs: other processes "
+            f"warning: the load average exceeded the {cpus} CPUs: other processes "
             "competed with this run; its speed ratios are unreliable (rerun on a quiet machine)"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = _environment()
+    mode = "quick" if args.quick else "full"
+    _print_header(env, mode)
+    results: dict[str, Any] = {"mode": mode, "environment": env}
+    measured: dict[str, Any] = {}  # name -> result object
+    started = time.perf_counter()
+    for name, (key, run, report_lines) in _RUNS.items():
+        if name in (args.only or BENCHMARKS):
+            measured[name] = run(args)
+            print("\n" + "\n".join(report_lines(measured[name])), flush=True)
+            results[key] = measured[name].to_json()
+    results["total_s"] = time.perf_counter() - started
+    results["load_average_1min_at_end"] = _load_average()
+    _print_footer(results, env["cpus"])
     if args.write_docs:
         cli = sys.argv[1:] if argv is None else argv
-        command = shlex.join(["python", "-m", "benchmarks", *cli])
         written = report.write_docs(
-            results=results, peers=peers, loop=loop, command=command, docs_dir=args.docs_dir
+            results=results,
+            peers=measured.get("peers"),
+            loop=measured.get("adk-loop"),
+            command=shlex.join(["python", "-m", "benchmarks", *cli]),
+            docs_dir=args.docs_dir,
         )
         for path in written:
             print(f"wrote {path}")

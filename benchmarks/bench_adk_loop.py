@@ -23,15 +23,13 @@ import asyncio
 import contextvars
 import dataclasses
 import logging
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .bench_peers import frozen_gc
-from .workloads import percentile, text_of
+from .workloads import frozen_gc, percentile, temp_dir, text_of
 
 APP = "bench-adk"
 SERVICES = ("sessionlite", "sessionlite-async", "adk-database", "adk-sqlite")
@@ -103,6 +101,11 @@ class LoopCell:
         total = sum(self.turn_ms)
         return sum(self.store_ms) / total if total else 0.0
 
+    @property
+    def where(self) -> str:
+        """``service label, scenario name``, for the reports."""
+        return f"{LABELS[self.service]}, {self.scenario.name}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "service": self.service,
@@ -127,6 +130,17 @@ class AdkLoopResult:
     cells: list[LoopCell]
     quick: bool
     total_s: float = 0.0
+
+    def scenarios(self) -> list[Scenario]:
+        return list(dict.fromkeys(cell.scenario for cell in self.cells))
+
+    def cells_of(self, scenario: Scenario) -> list[LoopCell]:
+        return [cell for cell in self.cells if cell.scenario == scenario]
+
+    def vs_sessionlite(self, cell: LoopCell) -> float:
+        """The cell's store time over durable sessionlite's in the same scenario."""
+        base = next((c for c in self.cells_of(cell.scenario) if c.service == "sessionlite"), None)
+        return cell.store() / base.store() if base is not None and base.store() else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -189,7 +203,7 @@ def _service(kind: str, path: Path) -> Any:
     if kind.startswith("sessionlite"):
         from sessionlite.integrations.adk import SessionliteSessionService
 
-        options = {"async_persist": True} if kind == "sessionlite-async" else {}
+        options: dict[str, Any] = {"async_persist": True} if kind == "sessionlite-async" else {}
         return SessionliteSessionService(path, **options)
     if kind == "adk-database":
         from google.adk.sessions.database_session_service import DatabaseSessionService
@@ -234,87 +248,101 @@ def _wrap(service: Any, calls: Counter[str]) -> None:
         setattr(service, name, timed)
 
 
-async def _scenario(kind: str, scenario: Scenario, directory: Path) -> LoopCell:
+def _run_config(scenario: Scenario) -> Any:
     from google.adk.agents.run_config import RunConfig
-    from google.adk.runners import Runner
     from google.adk.sessions.base_session_service import GetSessionConfig
+
+    if scenario.recent is None:
+        return RunConfig()
+    return RunConfig(get_session_config=GetSessionConfig(num_recent_events=scenario.recent))
+
+
+def _message(turn: int) -> Any:
     from google.genai import types
+
+    return types.Content(role="user", parts=[types.Part(text=text_of(120, seed=turn))])
+
+
+async def _turn(runner: Any, user: str, turn: int, run_config: Any) -> None:
+    async for _ in runner.run_async(
+        user_id=user, session_id="chat", new_message=_message(turn), run_config=run_config
+    ):
+        pass
+
+
+@dataclasses.dataclass
+class _Conversations:
+    """The timed turns of one scenario on one service."""
+
+    runner: Any
+    scenario: Scenario
+    run_config: Any
+    errors: Counter[str] = dataclasses.field(default_factory=Counter)
+    turn_ms: list[float] = dataclasses.field(default_factory=list)
+    store_ms: list[float] = dataclasses.field(default_factory=list)
+
+    async def converse(self, user: str) -> None:
+        for t in range(self.scenario.turns):
+            turn = _Turn()
+            token = _CURRENT.set(turn)
+            start = time.perf_counter_ns()
+            try:
+                await _turn(self.runner, user, t, self.run_config)
+            except Exception as exc:
+                self.errors[f"{type(exc).__name__}: {str(exc).strip()[:100]}"] += 1
+            else:
+                self.turn_ms.append((time.perf_counter_ns() - start) / 1e6)
+                self.store_ms.append(turn.store_ns / 1e6)
+            finally:
+                _CURRENT.reset(token)
+
+
+async def _check(service: Any, user: str, turns: int) -> list[str]:
+    """Untimed: every turn stored 4 events and counted one note."""
+    session = await service.get_session(app_name=APP, user_id=user, session_id="chat")
+    if session is None:
+        return []
+    events, notes = len(session.events), session.state.get("notes")
+    if events == 4 * turns and notes == turns:
+        return []
+    return [f"check: {events} events and notes={notes}, expected {4 * turns} and {turns}"]
+
+
+async def _scenario(kind: str, scenario: Scenario, directory: Path) -> LoopCell:
+    from google.adk.runners import Runner
 
     service = _service(kind, directory / "sessions.db")
     calls: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    turn_ms: list[float] = []
-    store_ms: list[float] = []
-    notes: list[str] = []
     runner = Runner(app_name=APP, agent=_agent(), session_service=service)
-    run_config = (
-        RunConfig()
-        if scenario.recent is None
-        else RunConfig(get_session_config=GetSessionConfig(num_recent_events=scenario.recent))
-    )
+    talks = _Conversations(runner, scenario, _run_config(scenario))
     users = [f"user-{u:03d}" for u in range(scenario.users)]
     for user in [*users, "warm-up"]:
         await service.create_session(app_name=APP, user_id=user, session_id="chat")
     # Untimed: two turns of another user, so that one-time costs (ADK's lazy imports,
     # first connections, statement caches) are not in the first timed turn.
     for t in range(2):
-        message = types.Content(role="user", parts=[types.Part(text=text_of(120, seed=t))])
-        async for _ in runner.run_async(
-            user_id="warm-up", session_id="chat", new_message=message, run_config=run_config
-        ):
-            pass
+        await _turn(runner, "warm-up", t, talks.run_config)
     _wrap(service, calls)
-
-    async def converse(user: str) -> None:
-        for t in range(scenario.turns):
-            message = types.Content(role="user", parts=[types.Part(text=text_of(120, seed=t))])
-            turn = _Turn()
-            token = _CURRENT.set(turn)
-            start = time.perf_counter_ns()
-            try:
-                async for _ in runner.run_async(
-                    user_id=user, session_id="chat", new_message=message, run_config=run_config
-                ):
-                    pass
-            except Exception as exc:
-                errors[f"{type(exc).__name__}: {str(exc).strip()[:100]}"] += 1
-            else:
-                turn_ms.append((time.perf_counter_ns() - start) / 1e6)
-                store_ms.append(turn.store_ns / 1e6)
-            finally:
-                _CURRENT.reset(token)
-
     try:
         with frozen_gc():
             start = time.perf_counter()
-            await asyncio.gather(*(converse(user) for user in users))
+            await asyncio.gather(*(talks.converse(user) for user in users))
             if hasattr(service, "flush"):
                 await service.flush()
             wall = time.perf_counter() - start
-        # Untimed check: every turn stored 4 events and counted one note.
-        session = await service.get_session(app_name=APP, user_id=users[0], session_id="chat")
-        done_first = scenario.turns if not errors else None
-        if (
-            session is not None
-            and done_first is not None
-            and (len(session.events) != 4 * done_first or session.state.get("notes") != done_first)
-        ):
-            notes.append(
-                f"check: {len(session.events)} events and notes={session.state.get('notes')}"
-                f", expected {4 * done_first} and {done_first}"
-            )
+        notes = [] if talks.errors else await _check(service, users[0], scenario.turns)
     finally:
         await runner.close()
         await service.close()
     return LoopCell(
         service=kind,
         scenario=scenario,
-        turns=len(turn_ms),
-        failed=sum(errors.values()),
-        errors=dict(errors),
+        turns=len(talks.turn_ms),
+        failed=sum(talks.errors.values()),
+        errors=dict(talks.errors),
         wall_s=wall,
-        turn_ms=turn_ms,
-        store_ms=store_ms,
+        turn_ms=talks.turn_ms,
+        store_ms=talks.store_ms,
         calls=dict(calls),
         notes=notes,
     )
@@ -327,8 +355,8 @@ def run(*, quick: bool, tmp_root: str | None = None) -> AdkLoopResult:
     cells = []
     for scenario in scenarios(quick=quick):
         for kind in SERVICES:
-            with tempfile.TemporaryDirectory(prefix="sessionlite-adk-", dir=tmp_root) as tmp:
-                cells.append(asyncio.run(_scenario(kind, scenario, Path(tmp))))
+            with temp_dir(tmp_root, "sessionlite-adk-") as tmp:
+                cells.append(asyncio.run(_scenario(kind, scenario, tmp)))
     return AdkLoopResult(cells=cells, quick=quick, total_s=time.perf_counter() - started)
 
 
@@ -338,29 +366,22 @@ def report(result: AdkLoopResult) -> list[str]:
         "1 get_session + 4 append_event per turn; store time = time inside the session "
         "service's methods during the turn"
     ]
-    current = None
-    for cell in result.cells:
-        if cell.scenario != current:
-            current = cell.scenario
-            lines.append(f"  {current.name}")
-            lines.append(
-                f"    {'service':<44} {'turns/s':>8} {'turn ms':>8} {'store ms/turn':>14} "
-                f"{'p50':>7} {'p99':>7} {'store %':>8} {'store vs sessionlite':>21}"
-            )
-            base = next(
-                c for c in result.cells if c.scenario == current and c.service == "sessionlite"
-            )
-        ratio = cell.store() / base.store() if base.store() else 0.0
-        failed = f"  FAIL({cell.failed})" if cell.failed else ""
+    for scenario in result.scenarios():
+        lines.append(f"  {scenario.name}")
         lines.append(
-            f"    {LABELS[cell.service]:<44} {cell.turns_per_s:>8.1f} {cell.turn_mean_ms:>8.2f} "
-            f"{cell.store():>14.2f} {cell.store(0.5):>7.2f} {cell.store(0.99):>7.2f} "
-            f"{cell.store_share:>8.0%} {ratio:>20.1f}x{failed}"
+            f"    {'service':<44} {'turns/s':>8} {'turn ms':>8} {'store ms/turn':>14} "
+            f"{'p50':>7} {'p99':>7} {'store %':>8} {'store vs sessionlite':>21}"
         )
+        for cell in result.cells_of(scenario):
+            failed = f"  FAIL({cell.failed})" if cell.failed else ""
+            lines.append(
+                f"    {LABELS[cell.service]:<44} {cell.turns_per_s:>8.1f} "
+                f"{cell.turn_mean_ms:>8.2f} {cell.store():>14.2f} {cell.store(0.5):>7.2f} "
+                f"{cell.store(0.99):>7.2f} {cell.store_share:>8.0%} "
+                f"{result.vs_sessionlite(cell):>20.1f}x{failed}"
+            )
     for cell in result.cells:
-        for error, count in cell.errors.items():
-            lines.append(f"  {LABELS[cell.service]}, {cell.scenario.name}: {count} x {error}")
-        for note in cell.notes:
-            lines.append(f"  {LABELS[cell.service]}, {cell.scenario.name}: {note}")
+        lines += [f"  {cell.where}: {count} x {error}" for error, count in cell.errors.items()]
+        lines += [f"  {cell.where}: {note}" for note in cell.notes]
     lines.append(f"  adk-loop total {result.total_s:.1f} s")
     return lines

@@ -24,19 +24,18 @@ import dataclasses
 import gc
 import json
 import re
-import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from sessionlite import Event, SessionService
+from sessionlite import SessionService
 
-from .workloads import APP_NAME, USER_ID, text_of
+from .rawsqlite import count_rows
+from .workloads import create_sessions, make_event, temp_dir, text_of
 
 TARGET_DELTA_MB = 150.0
 CONTENT_CHARS = 200
@@ -95,22 +94,11 @@ class _Sampler(threading.Thread):
 # -- the child process ---------------------------------------------------------------
 
 
-def _event(turn: int, content: str) -> Event:
-    return Event(
-        author="user" if turn % 2 == 0 else "assistant",
-        content=content,
-        state_delta={"turn": turn},
-    )
-
-
 async def _append_all(
     path: Path, *, events: int, sessions: int, contents: list[str]
 ) -> dict[str, Any]:
     async with SessionService(path, async_persist=True) as service:
-        handles = [
-            await service.create_session(app_name=APP_NAME, user_id=USER_ID, session_id=f"m{i}")
-            for i in range(sessions)
-        ]
+        handles = await create_sessions(service, sessions, "m")
         max_queue = 0
         held = max_held = 0  # events on the caller's Session objects
         marks: list[tuple[int, float]] = []  # (events appended, seconds) per segment
@@ -121,7 +109,7 @@ async def _append_all(
         while done < events:
             for session in handles[: min(sessions, events - done)]:
                 await service.append_event(
-                    session, _event(turn, contents[(turn + done) % len(contents)])
+                    session, make_event(turn, contents[(turn + done) % len(contents)])
                 )
                 done += 1
                 held += 1
@@ -155,15 +143,14 @@ async def _append_all(
 async def _calibrate(contents: list[str]) -> float:
     """Bytes one event costs on the caller's Session object (tracemalloc, :memory:)."""
     async with SessionService(":memory:", async_persist=True) as service:
-        handles = [
-            await service.create_session(app_name=APP_NAME, user_id=USER_ID, session_id=f"c{i}")
-            for i in range(CALIBRATION_EVENTS // CLEAR_EVERY)
-        ]
+        handles = await create_sessions(service, CALIBRATION_EVENTS // CLEAR_EVERY, "c")
         tracemalloc.start()
         try:
             for turn in range(CLEAR_EVERY):
                 for i, session in enumerate(handles):
-                    await service.append_event(session, _event(turn, contents[i % len(contents)]))
+                    await service.append_event(
+                        session, make_event(turn, contents[i % len(contents)])
+                    )
             await service.flush()
             gc.collect()
             held, _ = tracemalloc.get_traced_memory()
@@ -179,8 +166,8 @@ async def _calibrate(contents: list[str]) -> float:
 def child(events: int, sessions: int, tmp_root: str | None) -> dict[str, Any]:
     """Run the measurement in this process; returns the numbers (bytes and seconds)."""
     contents = [text_of(CONTENT_CHARS, seed=i) for i in range(CONTENT_VARIANTS)]
-    with tempfile.TemporaryDirectory(prefix="sessionlite-bench-", dir=tmp_root) as tmp:
-        path = Path(tmp) / "memory.db"
+    with temp_dir(tmp_root) as tmp:
+        path = tmp / "memory.db"
         start_rss = _rss_bytes()
         hwm_reset = _reset_peak()
         sampler = _Sampler(SAMPLE_INTERVAL_S)
@@ -193,12 +180,8 @@ def child(events: int, sessions: int, tmp_root: str | None) -> dict[str, Any]:
             sampled_peak = sampler.stop()
         end_rss = _rss_bytes()
         hwm = _status_kib()["VmHWM"] * 1024
-        conn = sqlite3.connect(path)
-        try:
-            (stored,) = conn.execute("SELECT count(*) FROM events").fetchone()
-        finally:
-            conn.close()
-        db_bytes = sum(f.stat().st_size for f in Path(tmp).iterdir())
+        stored = count_rows(path)
+        db_bytes = sum(f.stat().st_size for f in tmp.iterdir())
     per_event = asyncio.run(_calibrate(contents))  # after the measurement: not in its peak
     if stored != events:
         raise RuntimeError(f"sessionlite stored {stored} events, expected {events}")

@@ -22,20 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
-import json
 import math
-import shutil
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import bench_read, peers
+from . import bench_read, peers, rawsqlite
 from .peers import SessionPlan, Store
-from .workloads import USER_ID, percentile
+from .workloads import USER_ID, BuiltDb, cached_db, frozen_gc, percentile, temp_dir
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "peers"
 LAYOUT = 1  # bump when a build changes, to invalidate cached databases
@@ -48,6 +44,7 @@ LIST_PAGE = 50
 SESSIONS_PER_USER = 100  # in the listing database
 REPEAT_BELOW_S = 3.0  # cells faster than this are repeated (best run kept)
 LATENCY_ROUNDS = 3  # fresh opens per read / list cell, samples pooled
+HARD_LIMIT_S = 120.0  # after the budget: calls still running then are abandoned
 
 TARGET_APPEND_VS_OPENAI = 20.0
 TARGET_APPEND_VS_ADK_DB = 100.0
@@ -57,6 +54,20 @@ TARGET_READ_GROWTH = 1.5
 SESSIONLITE = "sessionlite"
 SESSIONLITE_ASYNC = "sessionlite-async"
 RAW = "raw-sqlite3"
+
+WORKLOADS = ("append", "read", "turns", "list")
+LATENCY_WORKLOADS = ("read", "list")  # reported as p50 / p99; the others as rates
+PARAM_NAMES = {"append": "S", "read": "events", "turns": "U", "list": "sessions"}
+WORKLOAD_TITLES = {
+    "append": "append: S sessions x E events, S concurrent tasks — events/s (x raw ceiling)",
+    "read": "read newest 20 events of a session — p50 / p99 ms (raw p50 / store p50)",
+    "turns": (
+        "agent turns: U concurrent users, turn = read 20 + append user + append assistant "
+        "with state delta — turns/s (x raw ceiling)"
+    ),
+    "list": f"list one user's sessions, page of {LIST_PAGE} — p50 / p99 ms (raw p50 / store p50)",
+}
+VERDICTS = {True: "PASS", False: "FAIL", None: "n/a "}
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -122,6 +133,11 @@ class PeersConfig:
         return data
 
 
+def per_param(values: dict[int, int], params: Sequence[int], name: str) -> str:
+    """``100 at S=10, 20 at S=1000``: a per-size setting, for the reports."""
+    return ", ".join(f"{values[p]} at {name}={p}" for p in params)
+
+
 # -- results ------------------------------------------------------------------------------
 
 
@@ -149,6 +165,11 @@ class Cell:
     @property
     def failing(self) -> bool:
         return self.failed > 0
+
+    @property
+    def where(self) -> str:
+        """``append S=1,000``: the workload and size, for the reports."""
+        return f"{self.workload} {PARAM_NAMES[self.workload]}={self.param:,}"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,15 +206,15 @@ class PeersResult:
                 return cell
         return None
 
+    def rate(self, workload: str, store: str, param: int) -> float | None:
+        cell = self.cell(workload, store, param)
+        return None if cell is None else cell.rate
+
     def params(self, workload: str) -> list[int]:
         return sorted({cell.param for cell in self.cells if cell.workload == workload})
 
     def store_keys(self, workload: str) -> list[str]:
-        seen: list[str] = []
-        for cell in self.cells:
-            if cell.workload == workload and cell.store not in seen:
-                seen.append(cell.store)
-        return seen
+        return list(dict.fromkeys(cell.store for cell in self.cells if cell.workload == workload))
 
     def label(self, key: str) -> str:
         return str(self.stores[key]["label"])
@@ -203,16 +224,24 @@ class PeersResult:
         raw = self.cell(cell.workload, RAW, cell.param)
         if raw is None or cell.store == RAW or not cell.supported:
             return None
-        if cell.workload in ("append", "turns"):
-            if raw.rate and cell.rate is not None:
-                return cell.rate / raw.rate
-            return None
-        if raw.p50_ms and cell.p50_ms:
-            return raw.p50_ms / cell.p50_ms
-        return None
+        if cell.workload in LATENCY_WORKLOADS:
+            return raw.p50_ms / cell.p50_ms if raw.p50_ms and cell.p50_ms else None
+        return cell.rate / raw.rate if raw.rate and cell.rate is not None else None
+
+    def failing_cells(self) -> list[Cell]:
+        return [cell for cell in self.cells if cell.failing]
+
+    def notes(self) -> list[str]:
+        """``label, workload P=n: note`` for every note of a supported cell."""
+        return [
+            f"{self.label(cell.store)}, {cell.where}: {note}"
+            for cell in self.cells
+            if cell.supported
+            for note in cell.notes
+        ]
 
     def targets(self) -> list[dict[str, Any]]:
-        return _targets(self)
+        return [target for rule in _TARGET_RULES for target in rule(self)]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -228,6 +257,11 @@ class PeersResult:
             "targets": self.targets(),
             "total_s": self.total_s,
         }
+
+
+def sorted_errors(cell: Cell) -> list[tuple[str, int]]:
+    """The cell's errors, most frequent first."""
+    return sorted(cell.errors.items(), key=lambda kv: -kv[1])
 
 
 # -- databases ----------------------------------------------------------------------------
@@ -267,21 +301,11 @@ def turns_plan(users: int) -> list[SessionPlan]:
     ]
 
 
-@dataclasses.dataclass(frozen=True)
-class BuiltDb:
-    path: Path
-    build_s: float
-    cached: bool
-
-
 def ensure_db(store_cls: type[Store], kind: str, size: int, *, rebuild: bool) -> BuiltDb:
     """The cached database of ``store_cls``'s family for a read or list workload."""
     if store_cls.family == "sessionlite" and kind == "read":
-        built = bench_read.ensure_db(size, rebuild=rebuild)  # the same layout, shared
-        return BuiltDb(built.path, built.build_s, built.cached)
+        return bench_read.ensure_db(size, rebuild=rebuild)  # the same layout, shared
     plan = read_plan(size) if kind == "read" else list_plan(size)
-    directory = CACHE_DIR / f"{store_cls.family}-{kind}-{size}"
-    meta_path = directory / "meta.json"
     key = {
         "layout": LAYOUT,
         "family": store_cls.family,
@@ -291,45 +315,28 @@ def ensure_db(store_cls: type[Store], kind: str, size: int, *, rebuild: bool) ->
         "events": sum(item.events for item in plan),
         "library": store_cls().version_key(),
     }
-    path = directory / "db.sqlite"
-    if not rebuild and meta_path.exists() and path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("key") == key:
-            return BuiltDb(path, float(meta["build_s"]), True)
-    scratch = CACHE_DIR / f"building-{store_cls.family}-{kind}-{size}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    start = time.perf_counter()
-    store_cls.bulk_build(scratch / "db.sqlite", plan)
-    elapsed = time.perf_counter() - start
-    (scratch / "meta.json").write_text(json.dumps({"key": key, "build_s": elapsed}, indent=2))
-    shutil.rmtree(directory, ignore_errors=True)
-    scratch.rename(directory)
-    return BuiltDb(path, elapsed, False)
+    return cached_db(
+        CACHE_DIR / f"{store_cls.family}-{kind}-{size}",
+        "db.sqlite",
+        ("key", key),
+        lambda path: store_cls.bulk_build(path, plan),
+        rebuild=rebuild,
+    )
 
 
-# -- workloads ----------------------------------------------------------------------------
+# -- measuring ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def frozen_gc() -> Iterator[None]:
-    """Around a timed region: everything alive before it (the imported libraries, the
-    pre-built events) is moved out of the garbage collector's sight, so that its full
-    collections walk only what the region allocates. Importing ADK, SQLAlchemy and the
-    Agents SDK leaves ~250k tracked objects, which otherwise slow every store's
-    allocation-heavy code alike (sessionlite's append by ~25%)."""
-    gc.collect()
-    gc.freeze()
+async def _guarded(work: Awaitable[Any], errors: Errors) -> Any:
+    """Await ``work``; an exception is counted, and gives ``None``."""
     try:
-        yield
-    finally:
-        gc.unfreeze()
+        return await work
+    except Exception as exc:
+        errors.add(exc)
+        return None
 
 
-HARD_LIMIT_S = 120.0  # after the budget: calls still running then are abandoned
-
-
-async def _bounded(work: Any, cap_s: float, errors: Errors) -> None:
+async def _bounded(work: Awaitable[Any], cap_s: float, errors: Errors) -> None:
     """Await ``work``; if calls are still running ``HARD_LIMIT_S`` after the budget, they
     are cancelled and counted as one failure (a store that hangs fails, never stalls)."""
     try:
@@ -337,6 +344,72 @@ async def _bounded(work: Any, cap_s: float, errors: Errors) -> None:
     except asyncio.TimeoutError:
         errors.add(
             TimeoutError(f"calls still running {HARD_LIMIT_S:g} s after the budget, cancelled")
+        )
+
+
+@contextlib.asynccontextmanager
+async def _opened(store: Store, path: Path, errors: Errors) -> AsyncIterator[Store]:
+    """``store`` set up on ``path``, closed afterwards (a failing close is counted)."""
+    await store.setup(path)
+    try:
+        yield store
+    finally:
+        await _guarded(store.close(), errors)
+
+
+@dataclasses.dataclass
+class _Tally:
+    """One cell's timed calls: the budget, successes, failures, latencies, timed seconds."""
+
+    cap_s: float
+    errors: Errors = dataclasses.field(default_factory=Errors)
+    done: int = 0
+    latencies_ns: list[int] = dataclasses.field(default_factory=list)
+    elapsed_s: float = 0.0
+    capped: bool = False
+    deadline: float = 0.0  # set when the timer starts
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def spent(self) -> bool:
+        """Is the budget spent? (Then the caller starts no new call.)"""
+        over = time.perf_counter() >= self.deadline
+        self.capped = self.capped or over
+        return over
+
+    def ok(self, started_ns: int | None = None) -> None:
+        """One more successful call, timed from ``started_ns`` if given."""
+        self.done += 1
+        if started_ns is not None:
+            self.latencies_ns.append(time.perf_counter_ns() - started_ns)
+
+    async def concurrently(self, store: Store, tasks: Sequence[Coroutine[Any, Any, None]]) -> None:
+        """Time ``tasks`` run concurrently, then ``store.flush()``, within the budget."""
+        with frozen_gc():
+            start = time.perf_counter()
+            self.deadline = start + self.cap_s
+            await _bounded(asyncio.gather(*tasks), self.cap_s, self.errors)
+            await _guarded(store.flush(), self.errors)
+            self.elapsed_s = time.perf_counter() - start
+
+    def cell(
+        self, workload: str, store_cls: type[Store], param: int, unit: str, planned: int
+    ) -> Cell:
+        ordered = sorted(self.latencies_ns)
+        return Cell(
+            workload=workload,
+            store=store_cls.key,
+            param=param,
+            unit=unit,
+            planned=planned,
+            done=self.done,
+            failed=self.errors.total,
+            errors=dict(self.errors.counts),
+            elapsed_s=self.elapsed_s,
+            capped=self.capped,
+            rate=self.done / self.elapsed_s if self.elapsed_s > 0 else None,
+            p50_ms=percentile(ordered, 0.5) / 1e6 if ordered else None,
+            p99_ms=percentile(ordered, 0.99) / 1e6 if ordered else None,
+            notes=self.notes,
         )
 
 
@@ -361,113 +434,83 @@ async def _create_sessions(
     return handles
 
 
+# -- append -------------------------------------------------------------------------------
+
+
 async def _append_once(
     store_cls: type[Store], sessions: int, events: int, cap_s: float, directory: Path
 ) -> Cell:
     store = store_cls()
     path = directory / "db.sqlite"
-    errors = Errors()
+    tally = _Tally(cap_s)
     setup_errors = Errors()
-    done = 0
-    capped = False
-    await store.setup(path)
-    try:
+
+    async def writer(handle: Any, natives: list[Any]) -> None:
+        if handle is None:
+            return
+        for native in natives:
+            if tally.spent():
+                return
+            try:
+                await store.append(handle, native)
+            except Exception as exc:
+                tally.errors.add(exc)
+            else:
+                tally.ok()
+
+    async with _opened(store, path, tally.errors):
         ids = [(f"user-{i % 100:04d}", f"s{i:04d}") for i in range(sessions)]
-        handles = await _create_sessions(
-            store, ids, setup_errors, concurrency=10 if store_cls.slow else 200
-        )
+        concurrency = 10 if store_cls.slow else 200
+        handles = await _create_sessions(store, ids, setup_errors, concurrency=concurrency)
         batch = peers.payloads(events, APPEND_CHARS)
         natives = [[store.prepare(p) for p in batch] for _ in range(sessions)]
         if isinstance(store, peers.RawSqliteStore):
             with frozen_gc():
                 start = time.perf_counter()
                 store.append_all(handles, natives)
-                elapsed = time.perf_counter() - start
-            done = sessions * events
+                tally.elapsed_s = time.perf_counter() - start
+            tally.done = sessions * events
         else:
-            deadline = 0.0  # set when the timer starts
-
-            async def writer(index: int) -> None:
-                nonlocal done, capped
-                handle = handles[index]
-                if handle is None:
-                    return
-                for native in natives[index]:
-                    if time.perf_counter() >= deadline:
-                        capped = True
-                        return
-                    try:
-                        await store.append(handle, native)
-                    except Exception as exc:
-                        errors.add(exc)
-                    else:
-                        done += 1
-
-            with frozen_gc():
-                start = time.perf_counter()
-                deadline = start + cap_s
-                await _bounded(asyncio.gather(*(writer(i) for i in range(sessions))), cap_s, errors)
-                try:
-                    await store.flush()
-                except Exception as exc:
-                    errors.add(exc)
-                elapsed = time.perf_counter() - start
-    finally:
-        try:
-            await store.close()
-        except Exception as exc:
-            errors.add(exc)
-    notes = []
+            await tally.concurrently(
+                store, [writer(h, n) for h, n in zip(handles, natives, strict=True)]
+            )
     if setup_errors.total:
-        notes.append(
+        tally.notes.append(
             f"{setup_errors.total} session(s) could not be created (setup): "
             + "; ".join(f"{k} x{v}" for k, v in setup_errors.counts.items())
         )
-        errors.counts.update(setup_errors.counts)
-    stored = peers.count_rows(path, store_cls.events_table)
-    if stored != done:
-        notes.append(f"stored {stored:,} events, {done:,} appends returned successfully")
-    return Cell(
-        workload="append",
-        store=store_cls.key,
-        param=sessions,
-        unit="events",
-        planned=sessions * events,
-        done=done,
-        failed=errors.total,
-        errors=dict(errors.counts),
-        elapsed_s=elapsed,
-        capped=capped,
-        rate=done / elapsed if elapsed > 0 else None,
-        notes=notes,
-    )
+        tally.errors.counts.update(setup_errors.counts)
+    stored = rawsqlite.count_rows(path, store_cls.events_table)
+    if stored != tally.done:
+        tally.notes.append(
+            f"stored {stored:,} events, {tally.done:,} appends returned successfully"
+        )
+    return tally.cell("append", store_cls, sessions, "events", sessions * events)
 
 
 def _append_cell(
     store_cls: type[Store], sessions: int, config: PeersConfig, tmp_root: str | None
 ) -> Cell:
-    events = config.append_events[sessions]
-    best: Cell | None = None
-    rates: list[float] = []
-    failed = 0
-    errors: Counter[str] = Counter()
+    """The best of up to ``config.repeats`` runs; every run's failures are counted."""
+    runs: list[Cell] = []
     for _ in range(config.repeats):
-        with tempfile.TemporaryDirectory(prefix="sessionlite-peers-", dir=tmp_root) as tmp:
-            cell = asyncio.run(
-                _append_once(store_cls, sessions, events, config.append_cap_s, Path(tmp))
-            )
-        rates.append(cell.rate or 0.0)
-        failed += cell.failed
-        errors.update(cell.errors)
-        if best is None or (cell.rate or 0.0) > (best.rate or 0.0):
-            best = cell
+        with temp_dir(tmp_root, "sessionlite-peers-") as tmp:
+            events = config.append_events[sessions]
+            cell = asyncio.run(_append_once(store_cls, sessions, events, config.append_cap_s, tmp))
+        runs.append(cell)
         if cell.elapsed_s >= REPEAT_BELOW_S or cell.capped or cell.failed:
             break
-    assert best is not None
-    best.runs = rates
-    best.failed = failed
+    best = max(runs, key=lambda cell: cell.rate or 0.0)
+    errors: Counter[str] = Counter()
+    for cell in runs:
+        errors.update(cell.errors)
+    best.failed = sum(cell.failed for cell in runs)
     best.errors = dict(errors)
+    best.runs = [cell.rate or 0.0 for cell in runs]
     return best
+
+
+# -- read and list ------------------------------------------------------------------------
 
 
 async def _latency_cell(
@@ -476,92 +519,37 @@ async def _latency_cell(
     call: Callable[[Store], Awaitable[list[str] | None]],
     check: Callable[[list[str] | None], str | None],
     *,
-    calls: int,
     cap_s: float,
-) -> tuple[list[int], Errors, float, bool, list[str]]:
+    calls: int,
+) -> _Tally:
     """Time ``call`` one call at a time, in ``LATENCY_ROUNDS`` rounds, each on a freshly
     opened store (a single open can land in a slow or a fast mode for its whole life on a
     busy 2-CPU machine: the samples of several opens are pooled). Each round: a warm-up
     (untimed, at most 20 calls or about a second), then up to ``calls / rounds`` timed calls
-    within ``cap_s / rounds``. ``check`` looks at the first result of each round.
-
-    Returns (samples in ns, errors, timed seconds, capped, notes).
-    """
-    errors = Errors()
-    samples: list[int] = []
-    notes: list[str] = []
-    elapsed = 0.0
-    capped = False
-    per_round = max(1, calls // LATENCY_ROUNDS)
+    within ``cap_s / rounds``. ``check`` looks at the first result of each round; what it
+    says becomes a note."""
+    tally = _Tally(cap_s / LATENCY_ROUNDS)
     for _ in range(LATENCY_ROUNDS):
-        store = store_cls()
-        await store.setup(db.path)
-        try:
-
-            async def once(store: Store = store) -> list[str] | None:
-                try:
-                    return await call(store)
-                except Exception as exc:
-                    errors.add(exc)
-                    return None
-
+        async with _opened(store_cls(), db.path, tally.errors) as store:
             warm_until = time.perf_counter() + 1.0
-            for i in range(20):
-                result = await once()
-                if i == 0:
-                    note = check(result)
-                    if note is not None and note not in notes:
-                        notes.append(note)
+            note = check(await _guarded(call(store), tally.errors))
+            if note is not None and note not in tally.notes:
+                tally.notes.append(note)
+            for _ in range(19):
                 if time.perf_counter() >= warm_until:
                     break
-            taken = 0
+                await _guarded(call(store), tally.errors)
             with frozen_gc():
                 start = time.perf_counter()
-                deadline = start + cap_s / LATENCY_ROUNDS
-                while taken < per_round:
-                    if time.perf_counter() >= deadline:
-                        capped = True
+                tally.deadline = start + tally.cap_s
+                for _ in range(max(1, calls // LATENCY_ROUNDS)):
+                    if tally.spent():
                         break
-                    t0 = time.perf_counter_ns()
-                    result = await once()
-                    if result is not None:
-                        samples.append(time.perf_counter_ns() - t0)
-                    taken += 1
-                elapsed += time.perf_counter() - start
-        finally:
-            try:
-                await store.close()
-            except Exception as exc:
-                errors.add(exc)
-    return samples, errors, elapsed, capped, notes
-
-
-def _latency_result(
-    workload: str,
-    store_cls: type[Store],
-    param: int,
-    unit: str,
-    planned: int,
-    measured: tuple[list[int], Errors, float, bool, list[str]],
-) -> Cell:
-    samples, errors, elapsed, capped, notes = measured
-    ordered = sorted(samples)
-    return Cell(
-        workload=workload,
-        store=store_cls.key,
-        param=param,
-        unit=unit,
-        planned=planned,
-        done=len(samples),
-        failed=errors.total,
-        errors=dict(errors.counts),
-        elapsed_s=elapsed,
-        capped=capped,
-        rate=len(samples) / elapsed if elapsed > 0 else None,
-        p50_ms=percentile(ordered, 0.5) / 1e6 if ordered else None,
-        p99_ms=percentile(ordered, 0.99) / 1e6 if ordered else None,
-        notes=notes,
-    )
+                    started = time.perf_counter_ns()
+                    if await _guarded(call(store), tally.errors) is not None:
+                        tally.ok(started)
+                tally.elapsed_s += time.perf_counter() - start
+    return tally
 
 
 async def _read_cell(store_cls: type[Store], db: BuiltDb, total: int, config: PeersConfig) -> Cell:
@@ -577,10 +565,10 @@ async def _read_cell(store_cls: type[Store], db: BuiltDb, total: int, config: Pe
             return f"wrong result: {len(texts)} events, not the newest {RECENT}"
         return None
 
-    measured = await _latency_cell(
-        store_cls, db, call, check, calls=config.reads, cap_s=config.read_cap_s
+    tally = await _latency_cell(
+        store_cls, db, call, check, cap_s=config.read_cap_s, calls=config.reads
     )
-    return _latency_result("read", store_cls, total, "reads", config.reads, measured)
+    return tally.cell("read", store_cls, total, "reads", config.reads)
 
 
 async def _list_cell(
@@ -600,10 +588,13 @@ async def _list_cell(
             return f"wrong result: {len(ids)} sessions"
         return None
 
-    measured = await _latency_cell(
-        store_cls, db, call, check, calls=config.list_calls, cap_s=config.list_cap_s
+    tally = await _latency_cell(
+        store_cls, db, call, check, cap_s=config.list_cap_s, calls=config.list_calls
     )
-    return _latency_result("list", store_cls, sessions, "calls", config.list_calls, measured)
+    return tally.cell("list", store_cls, sessions, "calls", config.list_calls)
+
+
+# -- turns --------------------------------------------------------------------------------
 
 
 async def _turns_once(
@@ -611,90 +602,51 @@ async def _turns_once(
 ) -> Cell:
     plan = turns_plan(users)
     store = store_cls()
-    errors = Errors()
-    latencies: list[int] = []
-    done = 0
-    capped = False
-    natives: list[list[Any]] = []
-    for _ in plan:
-        events = []
+    tally = _Tally(cap_s)
+    # Turn t of a user: the user's event (no delta), then the assistant's (with a delta).
+    # Every user gets event objects of its own.
+    natives = [
+        [
+            store.prepare(peers.payload(TURN_HISTORY + i, TURN_CHARS, delta=i % 2 == 1))
+            for i in range(2 * turns)
+        ]
+        for _ in plan
+    ]
+
+    async def user(item: SessionPlan, events: list[Any]) -> None:
         for t in range(turns):
-            index = TURN_HISTORY + 2 * t
-            events.append(store.prepare(peers.payload(index, TURN_CHARS, delta=False)))
-            events.append(store.prepare(peers.payload(index + 1, TURN_CHARS)))
-        natives.append(events)
-    await store.setup(path)
-    try:
-        deadline = 0.0  # set when the timer starts
-
-        async def user(u: int) -> None:
-            nonlocal done, capped
-            item = plan[u]
-            for t in range(turns):
-                if time.perf_counter() >= deadline:
-                    capped = True
-                    return
-                t0 = time.perf_counter_ns()
-                try:
-                    handle, _ = await store.read_recent(item.user_id, item.session_id, RECENT)
-                    await store.append(handle, natives[u][2 * t])
-                    await store.append(handle, natives[u][2 * t + 1])
-                except Exception as exc:
-                    errors.add(exc)
-                else:
-                    latencies.append(time.perf_counter_ns() - t0)
-                    done += 1
-
-        with frozen_gc():
-            start = time.perf_counter()
-            deadline = start + cap_s
-            await _bounded(asyncio.gather(*(user(u) for u in range(users))), cap_s, errors)
+            if tally.spent():
+                return
+            started = time.perf_counter_ns()
             try:
-                await store.flush()
+                handle, _ = await store.read_recent(item.user_id, item.session_id, RECENT)
+                await store.append(handle, events[2 * t])
+                await store.append(handle, events[2 * t + 1])
             except Exception as exc:
-                errors.add(exc)
-            elapsed = time.perf_counter() - start
-    finally:
-        try:
-            await store.close()
-        except Exception as exc:
-            errors.add(exc)
-    notes = []
-    stored = peers.count_rows(path, store_cls.events_table)
-    if stored < users * TURN_HISTORY + 2 * done:
-        notes.append(
-            f"stored {stored:,} events, expected at least {users * TURN_HISTORY + 2 * done:,}"
-        )
-    ordered = sorted(latencies)
-    return Cell(
-        workload="turns",
-        store=store_cls.key,
-        param=users,
-        unit="turns",
-        planned=users * turns,
-        done=done,
-        failed=errors.total,
-        errors=dict(errors.counts),
-        elapsed_s=elapsed,
-        capped=capped,
-        rate=done / elapsed if elapsed > 0 else None,
-        p50_ms=percentile(ordered, 0.5) / 1e6 if ordered else None,
-        p99_ms=percentile(ordered, 0.99) / 1e6 if ordered else None,
-        notes=notes,
-    )
+                tally.errors.add(exc)
+            else:
+                tally.ok(started)
+
+    async with _opened(store, path, tally.errors):
+        await tally.concurrently(store, [user(*args) for args in zip(plan, natives, strict=True)])
+    stored = rawsqlite.count_rows(path, store_cls.events_table)
+    expected = users * TURN_HISTORY + 2 * tally.done
+    if stored < expected:
+        tally.notes.append(f"stored {stored:,} events, expected at least {expected:,}")
+    return tally.cell("turns", store_cls, users, "turns", users * turns)
 
 
 def _turns_cell(
     store_cls: type[Store], users: int, config: PeersConfig, tmp_root: str | None
 ) -> tuple[Cell, float]:
-    with tempfile.TemporaryDirectory(prefix="sessionlite-peers-", dir=tmp_root) as tmp:
-        path = Path(tmp) / "db.sqlite"
+    """The cell and how long building its database took."""
+    with temp_dir(tmp_root, "sessionlite-peers-") as tmp:
+        path = tmp / "db.sqlite"
         start = time.perf_counter()
         store_cls.bulk_build(path, turns_plan(users))
         build_s = time.perf_counter() - start
-        cell = asyncio.run(
-            _turns_once(store_cls, users, config.turns_per_user[users], config.turns_cap_s, path)
-        )
+        turns = config.turns_per_user[users]
+        cell = asyncio.run(_turns_once(store_cls, users, turns, config.turns_cap_s, path))
     return cell, build_s
 
 
@@ -716,9 +668,9 @@ def _store_info(store_cls: type[Store]) -> dict[str, Any]:
 
 def _adk_pool() -> str:
     async def probe() -> str:
-        with tempfile.TemporaryDirectory() as tmp:
+        with temp_dir(None, "tmp") as tmp:
             store = peers.AdkDatabaseStore()
-            await store.setup(Path(tmp) / "probe.db")
+            await store.setup(tmp / "probe.db")
             try:
                 return store.pool_description()
             finally:
@@ -728,9 +680,7 @@ def _adk_pool() -> str:
 
 
 def _progress(cell: Cell, label: str) -> None:
-    extra = ""
-    if cell.p50_ms is not None:
-        extra = f", p50 {cell.p50_ms:.3f} ms"
+    extra = "" if cell.p50_ms is None else f", p50 {cell.p50_ms:.3f} ms"
     status = f", FAILED CALLS {cell.failed}" if cell.failed else ""
     rate = "-" if cell.rate is None else f"{cell.rate:,.0f}"
     print(
@@ -769,43 +719,58 @@ def _require_peers() -> None:
         )
 
 
-def run(
-    *,
-    quick: bool,
-    rebuild: bool = False,
-    tmp_root: str | None = None,
-    workloads: Sequence[str] = ("append", "read", "turns", "list"),
-) -> PeersResult:
-    _require_peers()
-    config = PeersConfig.for_mode(quick=quick)
-    started = time.perf_counter()
-    stores = list(peers.STORES)
-    append_stores = [*stores[:2], peers.SessionliteFullSyncStore, *stores[2:]]
-    info = {cls.key: _store_info(cls) for cls in append_stores}
-    result = PeersResult(config=config, cells=[], stores=info, builds=[])
-    print("  peers: progress (one line per cell)", flush=True)
+@dataclasses.dataclass
+class _Run:
+    """One run of the peers benchmark: its settings and the result it fills."""
 
-    if "append" in workloads:
-        for sessions in config.append_sessions:
-            for store_cls in append_stores:
-                cell = _append_cell(store_cls, sessions, config, tmp_root)
-                result.cells.append(cell)
-                _progress(cell, store_cls.label)
+    result: PeersResult
+    rebuild: bool
+    tmp_root: str | None
 
-    if "read" in workloads:
-        for total in config.read_sizes:
-            for store_cls in stores:
-                db = ensure_db(store_cls, "read", total, rebuild=rebuild)
-                _record_build(result, store_cls, "read", total, db)
-                cell = asyncio.run(_read_cell(store_cls, db, total, config))
-                result.cells.append(cell)
-                _progress(cell, store_cls.label)
+    @property
+    def config(self) -> PeersConfig:
+        return self.result.config
 
-    if "turns" in workloads:
-        for users in config.turn_users:
-            for store_cls in stores:
-                cell, build_s = _turns_cell(store_cls, users, config, tmp_root)
-                result.builds.append(
+    def cached_db(self, store_cls: type[Store], kind: str, size: int) -> BuiltDb:
+        """``ensure_db``, recording (and announcing) the build once per family."""
+        db = ensure_db(store_cls, kind, size, rebuild=self.rebuild)
+        builds = self.result.builds
+        if not any(
+            (b["store"], b["kind"], b["size"]) == (store_cls.family, kind, size) for b in builds
+        ):
+            builds.append(
+                {
+                    "store": store_cls.family,
+                    "kind": kind,
+                    "size": size,
+                    "build_s": db.build_s,
+                    "cached": db.cached,
+                }
+            )
+            if not db.cached:
+                print(
+                    f"    built the {store_cls.family} {kind} database of {size:,} in "
+                    f"{db.build_s:.1f} s (cached for later runs)",
+                    flush=True,
+                )
+        return db
+
+    def append_cells(self) -> Iterator[Cell]:
+        for sessions in self.config.append_sessions:
+            for store_cls in APPEND_STORES:
+                yield _append_cell(store_cls, sessions, self.config, self.tmp_root)
+
+    def read_cells(self) -> Iterator[Cell]:
+        for total in self.config.read_sizes:
+            for store_cls in peers.STORES:
+                db = self.cached_db(store_cls, "read", total)
+                yield asyncio.run(_read_cell(store_cls, db, total, self.config))
+
+    def turns_cells(self) -> Iterator[Cell]:
+        for users in self.config.turn_users:
+            for store_cls in peers.STORES:
+                cell, build_s = _turns_cell(store_cls, users, self.config, self.tmp_root)
+                self.result.builds.append(
                     {
                         "store": store_cls.key,
                         "kind": "turns",
@@ -814,85 +779,74 @@ def run(
                         "cached": False,
                     }
                 )
-                result.cells.append(cell)
-                _progress(cell, store_cls.label)
+                yield cell
 
-    if "list" in workloads:
-        sessions = config.list_sessions
-        for store_cls in stores:
-            if not store_cls.has_list:
-                result.cells.append(
-                    Cell(
-                        workload="list",
-                        store=store_cls.key,
-                        param=sessions,
-                        unit="calls",
-                        planned=0,
-                        done=0,
-                        failed=0,
-                        errors={},
-                        elapsed_s=0.0,
-                        capped=False,
-                        rate=None,
-                        supported=False,
-                        notes=["no call lists sessions (sessions are known by id only)"],
-                    )
-                )
-                continue
-            db = ensure_db(store_cls, "list", sessions, rebuild=rebuild)
-            _record_build(result, store_cls, "list", sessions, db)
-            cell = asyncio.run(_list_cell(store_cls, db, sessions, config))
+    def list_cells(self) -> Iterator[Cell]:
+        sessions = self.config.list_sessions
+        for store_cls in peers.STORES:
+            if store_cls.has_list:
+                db = self.cached_db(store_cls, "list", sessions)
+                yield asyncio.run(_list_cell(store_cls, db, sessions, self.config))
+            else:
+                note = "no call lists sessions (sessions are known by id only)"
+                cell = _Tally(0.0, notes=[note]).cell("list", store_cls, sessions, "calls", 0)
+                cell.supported = False
+                yield cell
+
+
+# The append workload also runs sessionlite with synchronous=FULL, after its two modes.
+APPEND_STORES: tuple[type[Store], ...] = (
+    *peers.STORES[:2],
+    peers.SessionliteFullSyncStore,
+    *peers.STORES[2:],
+)
+
+
+def run(
+    *,
+    quick: bool,
+    rebuild: bool = False,
+    tmp_root: str | None = None,
+    workloads: Sequence[str] = WORKLOADS,
+) -> PeersResult:
+    _require_peers()
+    started = time.perf_counter()
+    stores = {cls.key: _store_info(cls) for cls in APPEND_STORES}
+    result = PeersResult(PeersConfig.for_mode(quick=quick), cells=[], stores=stores, builds=[])
+    runner = _Run(result, rebuild, tmp_root)
+    print("  peers: progress (one line per cell)", flush=True)
+    for workload in WORKLOADS:
+        if workload not in workloads:
+            continue
+        for cell in getattr(runner, f"{workload}_cells")():
             result.cells.append(cell)
-            _progress(cell, store_cls.label)
-
+            if cell.supported:
+                _progress(cell, result.label(cell.store))
     result.total_s = time.perf_counter() - started
     return result
-
-
-def _record_build(
-    result: PeersResult, store_cls: type[Store], kind: str, size: int, db: BuiltDb
-) -> None:
-    entry = {
-        "store": store_cls.family,
-        "kind": kind,
-        "size": size,
-        "build_s": db.build_s,
-        "cached": db.cached,
-    }
-    if not any(
-        b["store"] == entry["store"] and b["kind"] == kind and b["size"] == size
-        for b in result.builds
-    ):
-        result.builds.append(entry)
-        if not db.cached:
-            print(
-                f"    built the {store_cls.family} {kind} database of {size:,} in "
-                f"{db.build_s:.1f} s (cached for later runs)",
-                flush=True,
-            )
 
 
 # -- targets ------------------------------------------------------------------------------
 
 
-def _rate(result: PeersResult, workload: str, store: str, param: int) -> float | None:
-    cell = result.cell(workload, store, param)
-    return None if cell is None else cell.rate
+def _target(
+    name: str, value: Any, bound: float, passed: bool | None, detail: str
+) -> dict[str, Any]:
+    return {"name": name, "value": value, "bound": bound, "passed": passed, "detail": detail}
 
 
-def _targets(result: PeersResult) -> list[dict[str, Any]]:
-    targets: list[dict[str, Any]] = []
-    quick = result.config.quick
-
-    # 1. durable append at S=100 against OpenAI SQLiteSession and ADK DatabaseSessionService.
-    lite = _rate(result, "append", SESSIONLITE, 100)
-    for peer, bound, name in (
-        ("openai-sqlite", TARGET_APPEND_VS_OPENAI, "OpenAI SQLiteSession"),
-        ("adk-database", TARGET_APPEND_VS_ADK_DB, "ADK DatabaseSessionService"),
+def _append_targets(result: PeersResult) -> list[dict[str, Any]]:
+    """Durable append at S=100 against OpenAI SQLiteSession and ADK DatabaseSessionService."""
+    targets = []
+    lite = result.rate("append", SESSIONLITE, 100)
+    for peer, bound in (
+        ("openai-sqlite", TARGET_APPEND_VS_OPENAI),
+        ("adk-database", TARGET_APPEND_VS_ADK_DB),
     ):
-        other = _rate(result, "append", peer, 100)
+        other = result.rate("append", peer, 100)
         if lite is None or not other:
             continue
+        name = result.label(peer)
         ratio = lite / other
         peer_cell = result.cell("append", peer, 100)
         failing = (
@@ -901,114 +855,118 @@ def _targets(result: PeersResult) -> list[dict[str, Any]]:
             else ""
         )
         targets.append(
-            {
-                "name": f"durable append >= {bound:g}x {name} at S=100",
-                "value": ratio,
-                "bound": bound,
-                "passed": ratio >= bound,
-                "detail": (
-                    f"sessionlite {lite:,.0f} ev/s vs {other:,.0f} ev/s = {ratio:.1f}x{failing}"
-                ),
-            }
-        )
-
-    # 2. agent turns at U=100 against the best peer.
-    users = 100 if 100 in result.params("turns") else max(result.params("turns"), default=None)
-    if users is not None:
-        lite_turns = _rate(result, "turns", SESSIONLITE, users)
-        peer_rates = {
-            key: _rate(result, "turns", key, users)
-            for key in result.store_keys("turns")
-            if not key.startswith("sessionlite") and key != RAW
-        }
-        best_key = max(peer_rates, key=lambda k: peer_rates[k] or 0.0, default=None)
-        best = peer_rates.get(best_key) if best_key else None
-        if lite_turns and best:
-            ratio = lite_turns / best
-            measured = users == 100
-            targets.append(
-                {
-                    "name": (
-                        f"agent turns/s >= {TARGET_TURNS_VS_BEST_PEER:g}x the best peer at U=100"
-                    ),
-                    "value": ratio,
-                    "bound": TARGET_TURNS_VS_BEST_PEER,
-                    "passed": ratio >= TARGET_TURNS_VS_BEST_PEER if measured else None,
-                    "detail": (
-                        f"U={users}: sessionlite {lite_turns:,.0f} turns/s vs best peer "
-                        f"{result.label(best_key)} {best:,.0f} turns/s = {ratio:.1f}x"
-                        + ("" if measured else " (--quick: U=100 not measured)")
-                    ),
-                }
+            _target(
+                f"durable append >= {bound:g}x {name} at S=100",
+                ratio,
+                bound,
+                ratio >= bound,
+                f"sessionlite {lite:,.0f} ev/s vs {other:,.0f} ev/s = {ratio:.1f}x{failing}",
             )
-
-    # 3. zero failed calls at S=1000 (sessionlite, both modes); peers that fail there.
-    sizes = result.params("append")
-    if sizes:
-        top = 1000 if 1000 in sizes else max(sizes)
-        failed = {
-            key: cell.failed
-            for key in result.store_keys("append")
-            if (cell := result.cell("append", key, top)) is not None
-        }
-        lite_failed = sum(n for k, n in failed.items() if k.startswith("sessionlite"))
-        failing_peers = [
-            f"{result.label(k)} ({n:,} failed)"
-            for k, n in failed.items()
-            if n and not k.startswith("sessionlite")
-        ]
-        targets.append(
-            {
-                "name": "zero failed calls at S=1000",
-                "value": lite_failed,
-                "bound": 0,
-                "passed": lite_failed == 0 if top == 1000 else None,
-                "detail": (
-                    f"S={top}: sessionlite {failed.get(SESSIONLITE, 0)} (durable) + "
-                    f"{failed.get(SESSIONLITE_ASYNC, 0)} (async_persist) failed calls; peers "
-                    f"failing there: {', '.join(failing_peers) or 'none'}"
-                    + ("" if top == 1000 else " (--quick: S=1000 not measured)")
-                ),
-            }
-        )
-
-    # 4. read-recent-20 p50 flat from 10k to 1M events.
-    sizes = result.params("read")
-    if len(sizes) >= 2:
-        small, large = min(sizes), max(sizes)
-        growth: dict[str, float] = {}
-        for key in result.store_keys("read"):
-            a, b = result.cell("read", key, small), result.cell("read", key, large)
-            if a and b and a.p50_ms and b.p50_ms:
-                growth[key] = b.p50_ms / a.p50_ms
-        if SESSIONLITE in growth:
-            measured = large == 1_000_000
-            others = ", ".join(
-                f"{result.label(k)} {g:.2f}x" for k, g in growth.items() if k != SESSIONLITE
-            )
-            targets.append(
-                {
-                    "name": f"read-recent-20 p50 growth 10k -> 1M <= {TARGET_READ_GROWTH}x",
-                    "value": growth[SESSIONLITE],
-                    "bound": TARGET_READ_GROWTH,
-                    "passed": growth[SESSIONLITE] <= TARGET_READ_GROWTH if measured else None,
-                    "detail": (
-                        f"{small:,} -> {large:,} events: sessionlite {growth[SESSIONLITE]:.2f}x; "
-                        f"others: {others}" + ("" if measured else " (--quick: 1M not measured)")
-                    ),
-                }
-            )
-    elif quick and sizes:
-        targets.append(
-            {
-                "name": f"read-recent-20 p50 growth 10k -> 1M <= {TARGET_READ_GROWTH}x",
-                "value": None,
-                "bound": TARGET_READ_GROWTH,
-                "passed": None,
-                "detail": "--quick reads the 10k database only; run the full benchmark",
-            }
         )
     return targets
+
+
+def _turns_targets(result: PeersResult) -> list[dict[str, Any]]:
+    """Agent turns at U=100 against the best peer."""
+    params = result.params("turns")
+    users = 100 if 100 in params else max(params, default=None)
+    if users is None:
+        return []
+    lite = result.rate("turns", SESSIONLITE, users)
+    peer_rates = {
+        key: result.rate("turns", key, users) or 0.0
+        for key in result.store_keys("turns")
+        if not key.startswith("sessionlite") and key != RAW
+    }
+    best_key = max(peer_rates, key=lambda k: peer_rates[k], default=None)
+    best = peer_rates[best_key] if best_key else None
+    if not lite or not best_key or not best:
+        return []
+    ratio = lite / best
+    measured = users == 100
+    return [
+        _target(
+            f"agent turns/s >= {TARGET_TURNS_VS_BEST_PEER:g}x the best peer at U=100",
+            ratio,
+            TARGET_TURNS_VS_BEST_PEER,
+            ratio >= TARGET_TURNS_VS_BEST_PEER if measured else None,
+            f"U={users}: sessionlite {lite:,.0f} turns/s vs best peer "
+            f"{result.label(best_key)} {best:,.0f} turns/s = {ratio:.1f}x"
+            + ("" if measured else " (--quick: U=100 not measured)"),
+        )
+    ]
+
+
+def _failure_targets(result: PeersResult) -> list[dict[str, Any]]:
+    """Zero failed calls at S=1000 (sessionlite, both modes); peers that fail there."""
+    sizes = result.params("append")
+    if not sizes:
+        return []
+    top = 1000 if 1000 in sizes else max(sizes)
+    failed = {
+        key: cell.failed
+        for key in result.store_keys("append")
+        if (cell := result.cell("append", key, top)) is not None
+    }
+    lite_failed = sum(n for k, n in failed.items() if k.startswith("sessionlite"))
+    failing_peers = [
+        f"{result.label(k)} ({n:,} failed)"
+        for k, n in failed.items()
+        if n and not k.startswith("sessionlite")
+    ]
+    return [
+        _target(
+            "zero failed calls at S=1000",
+            lite_failed,
+            0,
+            lite_failed == 0 if top == 1000 else None,
+            f"S={top}: sessionlite {failed.get(SESSIONLITE, 0)} (durable) + "
+            f"{failed.get(SESSIONLITE_ASYNC, 0)} (async_persist) failed calls; peers "
+            f"failing there: {', '.join(failing_peers) or 'none'}"
+            + ("" if top == 1000 else " (--quick: S=1000 not measured)"),
+        )
+    ]
+
+
+def _read_growth(result: PeersResult, small: int, large: int) -> dict[str, float]:
+    """p50 at ``large`` / p50 at ``small``, per store."""
+    growth: dict[str, float] = {}
+    for key in result.store_keys("read"):
+        a, b = result.cell("read", key, small), result.cell("read", key, large)
+        if a and b and a.p50_ms and b.p50_ms:
+            growth[key] = b.p50_ms / a.p50_ms
+    return growth
+
+
+def _read_targets(result: PeersResult) -> list[dict[str, Any]]:
+    """Read-recent-20 p50 flat from 10k to 1M events."""
+    name = f"read-recent-20 p50 growth 10k -> 1M <= {TARGET_READ_GROWTH}x"
+    sizes = result.params("read")
+    if len(sizes) == 1 and result.config.quick:
+        detail = "--quick reads the 10k database only; run the full benchmark"
+        return [_target(name, None, TARGET_READ_GROWTH, None, detail)]
+    if len(sizes) < 2:
+        return []
+    small, large = min(sizes), max(sizes)
+    growth = _read_growth(result, small, large)
+    if SESSIONLITE not in growth:
+        return []
+    measured = large == 1_000_000
+    lite = growth.pop(SESSIONLITE)
+    others = ", ".join(f"{result.label(k)} {g:.2f}x" for k, g in growth.items())
+    return [
+        _target(
+            name,
+            lite,
+            TARGET_READ_GROWTH,
+            lite <= TARGET_READ_GROWTH if measured else None,
+            f"{small:,} -> {large:,} events: sessionlite {lite:.2f}x; others: {others}"
+            + ("" if measured else " (--quick: 1M not measured)"),
+        )
+    ]
+
+
+_TARGET_RULES = (_append_targets, _turns_targets, _failure_targets, _read_targets)
 
 
 # -- report -------------------------------------------------------------------------------
@@ -1050,92 +1008,86 @@ def cell_text(result: PeersResult, cell: Cell | None, *, latency: bool) -> str:
     return text
 
 
-WORKLOAD_TITLES = {
-    "append": "append: S sessions x E events, S concurrent tasks — events/s (x raw ceiling)",
-    "read": "read newest 20 events of a session — p50 / p99 ms (raw p50 / store p50)",
-    "turns": (
-        "agent turns: U concurrent users, turn = read 20 + append user + append assistant "
-        "with state delta — turns/s (x raw ceiling)"
-    ),
-    "list": f"list one user's sessions, page of {LIST_PAGE} — p50 / p99 ms (raw p50 / store p50)",
-}
-PARAM_NAMES = {"append": "S", "read": "events", "turns": "U", "list": "sessions"}
+def grid(result: PeersResult, workload: str) -> tuple[list[str], list[list[str]]]:
+    """One workload's table: the header (``store``, then a column per size) and a row per
+    store (its label, then ``cell_text`` per size)."""
+    params = result.params(workload)
+    latency = workload in LATENCY_WORKLOADS
+    header = ["store", *(f"{PARAM_NAMES[workload]}={p:,}" for p in params)]
+    rows = [
+        [
+            result.label(key),
+            *(cell_text(result, result.cell(workload, key, p), latency=latency) for p in params),
+        ]
+        for key in result.store_keys(workload)
+    ]
+    return header, rows
+
+
+def _workload_note(config: PeersConfig, workload: str, params: list[int]) -> str:
+    if workload == "append":
+        return (
+            f"E = {per_param(config.append_events, params, 'S')}; ~{APPEND_CHARS}-char text; "
+            f"budget {config.append_cap_s:g} s per cell"
+        )
+    if workload == "read":
+        return (
+            f"up to {config.reads} timed reads per cell in {LATENCY_ROUNDS} rounds, each on a "
+            f"freshly opened store (budget {config.read_cap_s:g} s); 90% of the events in the "
+            "session read"
+        )
+    if workload == "turns":
+        return (
+            f"turns per user: {per_param(config.turns_per_user, params, 'U')}; each session "
+            f"starts with {TURN_HISTORY} events; budget {config.turns_cap_s:g} s per cell"
+        )
+    return (
+        f"{SESSIONS_PER_USER} sessions per user; up to {config.list_calls} calls "
+        f"(budget {config.list_cap_s:g} s)"
+    )
+
+
+def _workload_lines(result: PeersResult, workload: str) -> list[str]:
+    header, rows = grid(result, workload)
+    width = max(24, *(len(text) + 2 for row in rows for text in row[1:]))
+    return [
+        "",
+        "  " + WORKLOAD_TITLES[workload],
+        "    " + _workload_note(result.config, workload, result.params(workload)),
+        *(
+            f"    {row[0]:<40}" + "".join(f"{text:>{width}}" for text in row[1:])
+            for row in [header, *rows]
+        ),
+    ]
+
+
+def _failure_lines(result: PeersResult) -> list[str]:
+    failing = result.failing_cells()
+    if not failing:
+        return ["  failed calls: none"]
+    lines = ["  failed calls (by store, workload and size):"]
+    for cell in failing:
+        lines.append(
+            f"    {result.label(cell.store)}, {cell.where}: {cell.failed:,} failed of "
+            f"{cell.done + cell.failed:,} calls"
+        )
+        lines += [f"      {count:>7,} x {error}" for error, count in sorted_errors(cell)]
+    return lines
 
 
 def report(result: PeersResult) -> list[str]:
-    config = result.config
     lines = [
         "Peers: sessionlite against the stores users would pick instead "
-        f"({'quick' if config.quick else 'full'} sizes); * = stopped by the cell's time budget "
-        "(rate over what was done), FAIL(n) = n failed calls"
+        f"({'quick' if result.config.quick else 'full'} sizes); * = stopped by the cell's time "
+        "budget (rate over what was done), FAIL(n) = n failed calls"
     ]
-    for workload in ("append", "read", "turns", "list"):
-        params = result.params(workload)
-        if not params:
-            continue
-        latency = workload in ("read", "list")
-        lines.append("")
-        lines.append("  " + WORKLOAD_TITLES[workload])
-        if workload == "append":
-            lines.append(
-                "    E = "
-                + ", ".join(f"{config.append_events[s]} at S={s}" for s in params)
-                + f"; ~{APPEND_CHARS}-char text; budget {config.append_cap_s:g} s per cell"
-            )
-        elif workload == "read":
-            lines.append(
-                f"    up to {config.reads} timed reads per cell in {LATENCY_ROUNDS} rounds, each "
-                f"on a freshly opened store (budget {config.read_cap_s:g} s); 90% of the events "
-                "in the session read"
-            )
-        elif workload == "turns":
-            lines.append(
-                "    turns per user: "
-                + ", ".join(f"{config.turns_per_user[u]} at U={u}" for u in params)
-                + f"; each session starts with {TURN_HISTORY} events; budget "
-                f"{config.turns_cap_s:g} s per cell"
-            )
-        else:
-            lines.append(
-                f"    {SESSIONS_PER_USER} sessions per user; up to {config.list_calls} calls "
-                f"(budget {config.list_cap_s:g} s)"
-            )
-        name = PARAM_NAMES[workload]
-        texts = {
-            (key, p): cell_text(result, result.cell(workload, key, p), latency=latency)
-            for key in result.store_keys(workload)
-            for p in params
-        }
-        width = max(24, *(len(text) + 2 for text in texts.values()))
-        header = f"    {'store':<40}" + "".join(f"{f'{name}={p:,}':>{width}}" for p in params)
-        lines.append(header)
-        for key in result.store_keys(workload):
-            row = f"    {result.label(key):<40}"
-            for p in params:
-                row += f"{texts[key, p]:>{width}}"
-            lines.append(row)
-    failing = [cell for cell in result.cells if cell.failing]
-    lines.append("")
-    if failing:
-        lines.append("  failed calls (by store, workload and size):")
-        for cell in failing:
-            lines.append(
-                f"    {result.label(cell.store)}, {cell.workload} "
-                f"{PARAM_NAMES[cell.workload]}={cell.param:,}: {cell.failed:,} failed of "
-                f"{cell.done + cell.failed:,} calls"
-            )
-            for error, count in sorted(cell.errors.items(), key=lambda kv: -kv[1]):
-                lines.append(f"      {count:>7,} x {error}")
-    else:
-        lines.append("  failed calls: none")
-    notes = [(cell, note) for cell in result.cells for note in cell.notes if cell.supported]
+    for workload in WORKLOADS:
+        if result.params(workload):
+            lines += _workload_lines(result, workload)
+    lines += ["", *_failure_lines(result)]
+    notes = result.notes()
     if notes:
-        lines.append("  notes:")
-        for cell, note in notes:
-            lines.append(
-                f"    {result.label(cell.store)}, {cell.workload} "
-                f"{PARAM_NAMES[cell.workload]}={cell.param:,}: {note}"
-            )
+        lines += ["  notes:", *(f"    {note}" for note in notes)]
     built = [b for b in result.builds if not b.get("cached") and b["kind"] != "turns"]
     if built:
         lines.append(
@@ -1144,8 +1096,6 @@ def report(result: PeersResult) -> list[str]:
                 f"{b['store']} {b['kind']} {b['size']:,} ({b['build_s']:.1f} s)" for b in built
             )
         )
-    for target in result.targets():
-        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[target["passed"]]
-        lines.append(f"  {verdict}  {target['name']}: {target['detail']}")
+    lines += [f"  {VERDICTS[t['passed']]}  {t['name']}: {t['detail']}" for t in result.targets()]
     lines.append(f"  peers total {result.total_s:.1f} s")
     return lines

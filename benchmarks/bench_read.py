@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,12 @@ from typing import Any
 import sessionlite
 from sessionlite import SessionService
 
-from .workloads import APP_NAME, USER_ID, make_events, percentile
+from .workloads import APP_NAME, USER_ID, BuiltDb, cached_db, fill_session, percentile
 
 TARGET_P50_MS = 0.5
 TARGET_GROWTH = 1.5
 NUM_RECENT = 20
 CONTENT_CHARS = 200
-CHUNK = 1000
 TARGET_SHARE = 0.9  # of the events, in the session that is read
 FILLER_SESSION_EVENTS = 1000
 TARGET_SESSION_ID = "target"
@@ -62,16 +59,9 @@ class Layout:
 
 
 @dataclasses.dataclass(frozen=True)
-class BuiltDb:
-    path: Path
-    layout: Layout
-    build_s: float  # how long the build took (when it was built, maybe in an earlier run)
-    cached: bool
-
-
-@dataclasses.dataclass(frozen=True)
 class Latency:
     db: BuiltDb
+    layout: Layout
     samples_ns: list[int]
 
     def ms(self, fraction: float) -> float:
@@ -79,9 +69,9 @@ class Latency:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "total_events": self.db.layout.total_events,
-            "target_session_events": self.db.layout.target_events,
-            "filler_sessions": self.db.layout.filler_sessions,
+            "total_events": self.layout.total_events,
+            "target_session_events": self.layout.target_events,
+            "filler_sessions": self.layout.filler_sessions,
             "build_s": self.db.build_s,
             "from_cache": self.db.cached,
             "reads": len(self.samples_ns),
@@ -121,53 +111,25 @@ class ReadResult:
 # -- building ------------------------------------------------------------------------
 
 
-async def _fill(service: SessionService, session_id: str, count: int) -> int:
-    """Create a session and append ``count`` events to it, ``CHUNK`` per transaction."""
-    session = await service.create_session(
-        app_name=APP_NAME, user_id=USER_ID, session_id=session_id
-    )
-    done = 0
-    while done < count:
-        n = min(CHUNK, count - done)
-        await service.append_events(
-            session, make_events(n, content_chars=CONTENT_CHARS, first_turn=done)
-        )
-        done += n
-        session.events.clear()  # keep the caller's in-memory copy small
-    return done
-
-
 async def _build(path: Path, layout: Layout) -> None:
     async with SessionService(path) as service:
-        await _fill(service, TARGET_SESSION_ID, layout.target_events)
+        await fill_session(service, USER_ID, TARGET_SESSION_ID, layout.target_events, CONTENT_CHARS)
         left = layout.filler_events
         for i in range(layout.filler_sessions):
-            left -= await _fill(service, f"filler-{i}", min(FILLER_SESSION_EVENTS, left))
+            count = min(FILLER_SESSION_EVENTS, left)
+            left -= await fill_session(service, USER_ID, f"filler-{i}", count, CONTENT_CHARS)
 
 
 def ensure_db(total: int, *, rebuild: bool) -> BuiltDb:
     """The cached database with ``total`` events, built first if missing or stale."""
     layout = Layout.for_total(total)
-    directory = CACHE_DIR / f"read-{total}"
-    meta_path = directory / "meta.json"
-    built = BuiltDb(path=directory / "sessions.db", layout=layout, build_s=0.0, cached=True)
-    if not rebuild and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("layout") == dataclasses.asdict(layout) and built.path.exists():
-            return dataclasses.replace(built, build_s=float(meta["build_s"]))
-    # Build in a scratch directory and rename it: the database and its WAL move together,
-    # and an interrupted build never looks like a finished one.
-    scratch = CACHE_DIR / f"building-{total}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    start = time.perf_counter()
-    asyncio.run(_build(scratch / "sessions.db", layout))
-    elapsed = time.perf_counter() - start
-    meta = {"layout": dataclasses.asdict(layout), "build_s": elapsed}
-    (scratch / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.rmtree(directory, ignore_errors=True)
-    scratch.rename(directory)
-    return dataclasses.replace(built, build_s=elapsed, cached=False)
+    return cached_db(
+        CACHE_DIR / f"read-{total}",
+        "sessions.db",
+        ("layout", dataclasses.asdict(layout)),
+        lambda path: asyncio.run(_build(path, layout)),
+        rebuild=rebuild,
+    )
 
 
 # -- reading -------------------------------------------------------------------------
@@ -191,31 +153,30 @@ async def _read_once(service: SessionService, session_events: int) -> int:
     return elapsed
 
 
-async def _measure(small: BuiltDb, large: BuiltDb, reads: int) -> tuple[list[int], list[int]]:
-    small_ns: list[int] = []
-    large_ns: list[int] = []
-    async with SessionService(small.path) as s_small, SessionService(large.path) as s_large:
-        plan = (
-            (s_small, small.layout.target_events, small_ns),
-            (s_large, large.layout.target_events, large_ns),
-        )
-        for service, last, _ in plan:
+async def _measure(small: Latency, large: Latency, reads: int) -> None:
+    """``reads`` timed reads into each one's samples, after ``WARMUP`` untimed ones."""
+    async with SessionService(small.db.path) as s_small, SessionService(large.db.path) as s_large:
+        plan = ((s_small, small), (s_large, large))
+        for service, latency in plan:
             for _ in range(WARMUP):
-                await _read_once(service, last)
-        while len(large_ns) < reads:
-            for service, last, samples in plan:
-                for _ in range(min(BLOCK, reads - len(samples))):
-                    samples.append(await _read_once(service, last))
-    return small_ns, large_ns
+                await _read_once(service, latency.layout.target_events)
+        while len(large.samples_ns) < reads:
+            for service, latency in plan:
+                for _ in range(min(BLOCK, reads - len(latency.samples_ns))):
+                    latency.samples_ns.append(
+                        await _read_once(service, latency.layout.target_events)
+                    )
 
 
 def run(
     *, small_events: int, large_events: int, reads: int, rebuild: bool, quick: bool
 ) -> ReadResult:
-    small = ensure_db(small_events, rebuild=rebuild)
-    large = ensure_db(large_events, rebuild=rebuild)
-    small_ns, large_ns = asyncio.run(_measure(small, large, reads))
-    return ReadResult(small=Latency(small, small_ns), large=Latency(large, large_ns), quick=quick)
+    small, large = (
+        Latency(ensure_db(total, rebuild=rebuild), Layout.for_total(total), [])
+        for total in (small_events, large_events)
+    )
+    asyncio.run(_measure(small, large, reads))
+    return ReadResult(small=small, large=large, quick=quick)
 
 
 def report(result: ReadResult) -> list[str]:
@@ -226,7 +187,7 @@ def report(result: ReadResult) -> list[str]:
     ]
     if result.quick:
         lines.append(
-            f"  --quick: the large database holds {result.large.db.layout.total_events:,} events, "
+            f"  --quick: the large database holds {result.large.layout.total_events:,} events, "
             "not 1,000,000"
         )
     lines.append(
@@ -234,18 +195,18 @@ def report(result: ReadResult) -> list[str]:
         f"{'p90 ms':>8} {'p99 ms':>8}"
     )
     for latency in (result.small, result.large):
-        db = latency.db
+        db, layout = latency.db, latency.layout
         build = f"{db.build_s:.1f}" + (" (cached)" if db.cached else "")
         lines.append(
-            f"  {db.layout.total_events:>12,} {db.layout.target_events:>15,} {build:>16} "
+            f"  {layout.total_events:>12,} {layout.target_events:>15,} {build:>16} "
             f"{latency.ms(0.5):>8.3f} {latency.ms(0.9):>8.3f} {latency.ms(0.99):>8.3f}"
         )
     verdict = "PASS" if result.passed else "FAIL"
     large_p50 = result.large.ms(0.5)
     lines.append(
-        f"  {verdict}  target 2: p50 on {result.large.db.layout.total_events:,} events = "
+        f"  {verdict}  target 2: p50 on {result.large.layout.total_events:,} events = "
         f"{large_p50:.3f} ms (target <= {TARGET_P50_MS} ms), p50 ratio "
-        f"{result.large.db.layout.total_events:,} / {result.small.db.layout.total_events:,} = "
+        f"{result.large.layout.total_events:,} / {result.small.layout.total_events:,} = "
         f"{result.growth:.2f} (target <= {TARGET_GROWTH})"
     )
     return lines

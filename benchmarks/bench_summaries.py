@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,8 +51,8 @@ import anyio
 from sessionlite import Event, SessionService
 from sessionlite.summaries import SummaryRequest
 
-from .bench_append import _check_stored
-from .workloads import APP_NAME, USER_ID, append_workload, percentile
+from .rawsqlite import check_stored
+from .workloads import append_workload, create_sessions, percentile, temp_dir
 
 TARGET_RATIO = 0.9
 CONTENT_CHARS = 500
@@ -66,6 +65,18 @@ MAX_REPEATS = 5
 BUDGET_S = 27.0  # another repeat starts only if it should end within this (warm-up included)
 
 MODES = ("durable", "async")
+VARIANTS = ("without", "with")
+# The summary counters of stats() after close (attributes ``summary_jobs_<name>``).
+_SUMMARY_STATS = (
+    "queued",
+    "coalesced",
+    "done",
+    "skipped",
+    "inline",
+    "rejected",
+    "timed_out",
+    "failed",
+)
 
 
 class SlowSummarizer:
@@ -174,10 +185,7 @@ async def _once(workload: list[list[Event]], path: Path, *, mode: str, summaries
     service = SessionService(path, **options)
     await service.open()
     try:
-        sessions = [
-            await service.create_session(app_name=APP_NAME, user_id=USER_ID, session_id=f"s{i}")
-            for i in range(len(workload))
-        ]
+        sessions = await create_sessions(service, len(workload), "s")
         latencies: list[int] = []
         enqueues: list[int] = []
 
@@ -202,20 +210,12 @@ async def _once(workload: list[list[Event]], path: Path, *, mode: str, summaries
         closing = time.perf_counter()
         await service.aclose()
         close_s = time.perf_counter() - closing
-    _check_stored(path, sum(len(events) for events in workload))
+    check_stored(path, sum(len(events) for events in workload))
     summary = None
     if summarizer is not None:
         stats = service.stats()
-        summary = {
-            "summarizer_calls": summarizer.calls,
-            "queued": stats.summary_jobs_queued,
-            "coalesced": stats.summary_jobs_coalesced,
-            "done": stats.summary_jobs_done,
-            "skipped": stats.summary_jobs_skipped,
-            "inline": stats.summary_jobs_inline,
-            "rejected": stats.summary_jobs_rejected,
-            "timed_out": stats.summary_jobs_timed_out,
-            "failed": stats.summary_jobs_failed,
+        summary = {"summarizer_calls": summarizer.calls} | {
+            name: getattr(stats, f"summary_jobs_{name}") for name in _SUMMARY_STATS
         }
     return Run(
         loop_s=loop_s,
@@ -238,12 +238,12 @@ def run(
 ) -> SummaryResult:
     """Interleaved repeats: at least ``min_repeats``, more while they fit in ``budget_s``."""
     workload = append_workload(sessions, events_per_session, CONTENT_CHARS)
-    runs: dict[str, dict[str, list[Run]]] = {mode: {"without": [], "with": []} for mode in MODES}
+    runs: dict[str, dict[str, list[Run]]] = {mode: {v: [] for v in VARIANTS} for mode in MODES}
     started = time.perf_counter()
     for mode in MODES:  # warm-up (discarded): first-use costs are not the summarizer's
-        with tempfile.TemporaryDirectory(prefix="sessionlite-bench-", dir=tmp_root) as tmp:
+        with temp_dir(tmp_root) as tmp:
             warmup = [events[:WARMUP_EVENTS] for events in workload]
-            asyncio.run(_once(warmup, Path(tmp) / "warmup.db", mode=mode, summaries=False))
+            asyncio.run(_once(warmup, tmp / "warmup.db", mode=mode, summaries=False))
     repeats = 0
     longest = 0.0
     while repeats < max_repeats:
@@ -252,15 +252,11 @@ def run(
             break
         repeat_started = time.perf_counter()
         for mode in MODES:
-            for variant in ("without", "with"):
-                with tempfile.TemporaryDirectory(prefix="sessionlite-bench-", dir=tmp_root) as tmp:
+            for variant in VARIANTS:
+                with temp_dir(tmp_root) as tmp:
+                    path = tmp / "sessionlite.db"
                     run_ = asyncio.run(
-                        _once(
-                            workload,
-                            Path(tmp) / "sessionlite.db",
-                            mode=mode,
-                            summaries=variant == "with",
-                        )
+                        _once(workload, path, mode=mode, summaries=variant == "with")
                     )
                 runs[mode][variant].append(run_)
         repeats += 1
@@ -286,7 +282,7 @@ def report(result: SummaryResult) -> list[str]:
         f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'close s':>7}",
     ]
     for mode in MODES:
-        for variant in ("without", "with"):
+        for variant in VARIANTS:
             best = result.best(mode, variant)
             ordered = sorted(best.latencies_ns)
             flush_rate = f"{n / best.durable_s:,.0f}" if mode == "async" else "-"

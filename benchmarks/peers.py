@@ -30,19 +30,16 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
 
+import sessionlite
 from sessionlite import Event, SessionService
 
-from .workloads import APP_NAME, body_of, text_of
-
-BUILD_CHUNK = 10_000  # rows per bulk INSERT transaction
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
+from . import rawsqlite
+from .workloads import APP_NAME, batches, fill_session, text_of
 
 # -- payloads ---------------------------------------------------------------------------
 
@@ -83,9 +80,38 @@ class SessionPlan:
     chars: int
 
 
+Plan = Sequence[SessionPlan]
+
+
 def expected_texts(count: int, chars: int, newest: int) -> list[str]:
     """The texts of the newest ``newest`` events of a session of ``count`` events."""
     return [text_of(chars, seed=i) for i in range(max(0, count - newest), count)]
+
+
+def _planned_events(plan: Plan, base: float) -> Iterator[tuple[SessionPlan, Payload, float]]:
+    """Every event of the plan with its timestamp: 1 ms apart, in plan order, from ``base``."""
+    tick = 0
+    for item in plan:
+        for i in range(item.events):
+            yield item, payload(i, item.chars), base + tick * 1e-3
+            tick += 1
+
+
+def _last_events(plan: Plan, base: float) -> dict[tuple[str, str], tuple[int, float]]:
+    """(user, session) -> (index, timestamp) of its last event in ``_planned_events``."""
+    last = {}
+    tick = 0
+    for item in plan:
+        tick += item.events
+        if item.events:
+            last[item.user_id, item.session_id] = (item.events - 1, base + (tick - 1) * 1e-3)
+    return last
+
+
+def _timed_sessions(items: Plan, base: float) -> Iterator[tuple[float, SessionPlan]]:
+    """Sessions with increasing creation times (1 ms apart), as if created one by one."""
+    for i, item in enumerate(items):
+        yield base + i * 1e-3, item
 
 
 # -- the interface ----------------------------------------------------------------------
@@ -97,9 +123,10 @@ class Store(abc.ABC):
     key: ClassVar[str]  # short identifier used in results
     label: ClassVar[str]  # the name shown in tables
     family: ClassVar[str]  # stores of one family share database files (same schema)
-    events_table: ClassVar[str]
+    events_table: ClassVar[str] = "events"
     config: ClassVar[str]  # how the store is configured, in words
     build_note: ClassVar[str]  # how bulk_build fills databases
+    package: ClassVar[str | None] = None  # its distribution: part of cached databases' keys
     has_state: ClassVar[bool] = True
     has_list: ClassVar[bool] = True
     slow: ClassVar[bool] = False  # a few hundred events/s: capped by the time budget
@@ -135,26 +162,16 @@ class Store(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def bulk_build(cls, path: Path, plan: Sequence[SessionPlan]) -> None:
+    def bulk_build(cls, path: Path, plan: Plan) -> None:
         """Fill a new database file at ``path`` with the sessions of ``plan``."""
 
     def version_key(self) -> str:
         """Part of a cached database's key: a new library version rebuilds it."""
-        return ""
+        return version(self.package) if self.package else ""
 
 
-def count_rows(path: Path, table: str) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-    finally:
-        conn.close()
-    return int(count)
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _sessionlite_event(p: Payload) -> Event:
+    return Event(author=p.author, content=p.text, state_delta=dict(p.delta))
 
 
 # -- sessionlite ------------------------------------------------------------------------
@@ -167,7 +184,6 @@ class SessionliteStore(Store):
     key = "sessionlite"
     label = "sessionlite (durable)"
     family = "sessionlite"
-    events_table = "events"
     config = (
         "`SessionService(path)` with default options: durable (`append_event` returns once "
         "committed; concurrent appends share group commits), WAL, `synchronous=NORMAL`; "
@@ -193,7 +209,7 @@ class SessionliteStore(Store):
         )
 
     def prepare(self, p: Payload) -> Event:
-        return Event(author=p.author, content=p.text, state_delta=dict(p.delta))
+        return _sessionlite_event(p)
 
     async def append(self, handle: Any, native: Any) -> None:
         await self._svc().append_event(handle, native)
@@ -221,36 +237,22 @@ class SessionliteStore(Store):
             await self.service.aclose()
 
     @classmethod
-    def bulk_build(cls, path: Path, plan: Sequence[SessionPlan]) -> None:
-        asyncio.run(_sessionlite_build(path, plan))
+    def bulk_build(cls, path: Path, plan: Plan) -> None:
+        async def build() -> None:
+            async with SessionService(path) as service:
+                # Many small sessions: concurrently (they share commits); big ones one by one.
+                for group in batches(plan, 200):
+                    await asyncio.gather(
+                        *(
+                            fill_session(service, s.user_id, s.session_id, s.events, s.chars)
+                            for s in group
+                        )
+                    )
+
+        asyncio.run(build())
 
     def version_key(self) -> str:
-        import sessionlite
-
         return sessionlite.__version__
-
-
-async def _sessionlite_build(path: Path, plan: Sequence[SessionPlan]) -> None:
-    async with SessionService(path) as service:
-
-        async def fill(item: SessionPlan) -> None:
-            session = await service.create_session(
-                app_name=APP_NAME, user_id=item.user_id, session_id=item.session_id
-            )
-            done = 0
-            while done < item.events:
-                n = min(1000, item.events - done)
-                events = [
-                    Event(author=p.author, content=p.text, state_delta=p.delta)
-                    for p in payloads(n, item.chars, first=done)
-                ]
-                await service.append_events(session, events)
-                session.events.clear()
-                done += n
-
-        # Many small sessions: concurrently (they share commits); big ones one by one.
-        for group in _chunks(plan, 200):
-            await asyncio.gather(*(fill(item) for item in group))
 
 
 class SessionliteAsyncStore(SessionliteStore):
@@ -298,18 +300,8 @@ def _adk_event(p: Payload, timestamp: float | None = None) -> Any:
     )
 
 
-def _adk_texts(events: Sequence[Any]) -> list[str]:
-    return [event.content.parts[0].text for event in events]
-
-
-def _adk_version() -> str:
-    from importlib.metadata import version
-
-    return version("google-adk")
-
-
 def _users_first_sessions(
-    plan: Sequence[SessionPlan],
+    plan: Plan,
 ) -> tuple[list[SessionPlan], list[SessionPlan]]:
     """(the first session of each user, the rest)."""
     seen: set[str] = set()
@@ -323,25 +315,88 @@ def _users_first_sessions(
     return first, rest
 
 
-def _planned_events(
-    plan: Sequence[SessionPlan], base: float
-) -> Iterable[tuple[SessionPlan, Payload, float]]:
-    """Every event of the plan with its timestamp: 1 ms apart, in plan order, from ``base``."""
-    tick = 0
-    for item in plan:
-        for i in range(item.events):
-            yield item, payload(i, item.chars), base + tick * 1e-3
-            tick += 1
+class _AdkStore(Store):
+    """What ADK's two session services share: the same API, events and bulk build."""
+
+    package = "google-adk"
+    slow = True
+    api_concurrency: ClassVar[int]  # concurrent create_session calls in bulk_build
+
+    def __init__(self) -> None:
+        self.svc: Any = None
+
+    async def create_session(self, user_id: str, session_id: str) -> Any:
+        return await self.svc.create_session(
+            app_name=APP_NAME, user_id=user_id, session_id=session_id
+        )
+
+    def prepare(self, p: Payload) -> Any:
+        return _adk_event(p)
+
+    async def append(self, handle: Any, native: Any) -> None:
+        await self.svc.append_event(handle, native)
+
+    async def read_recent(self, user_id: str, session_id: str, n: int) -> tuple[Any, list[Any]]:
+        from google.adk.sessions.base_session_service import GetSessionConfig
+
+        session = await self.svc.get_session(
+            app_name=APP_NAME,
+            user_id=user_id,
+            session_id=session_id,
+            config=GetSessionConfig(num_recent_events=n),
+        )
+        if session is None:
+            raise LookupError(f"session {session_id!r} not found")
+        return session, list(session.events)
+
+    def texts(self, events: Sequence[Any]) -> list[str]:
+        return [event.content.parts[0].text for event in events]
+
+    async def list_user_sessions(self, user_id: str, n: int) -> list[str] | None:
+        response = await self.svc.list_sessions(app_name=APP_NAME, user_id=user_id)
+        # Oldest update first, everything at once: the newest n are the last n.
+        return [session.id for session in reversed(response.sessions[-n:])]
+
+    async def close(self) -> None:
+        if self.svc is not None:
+            await self.svc.close()
+
+    @classmethod
+    def bulk_build(cls, path: Path, plan: Plan) -> None:
+        """The first session of each user through ``create_session`` (app and user state
+        rows, and the schema), the rest by ``_bulk_insert``."""
+        first, rest = _users_first_sessions(plan)
+
+        async def via_api() -> None:
+            store = cls()
+            await store.setup(path)
+            try:
+                for group in batches(first, cls.api_concurrency):
+                    await asyncio.gather(
+                        *(store.create_session(item.user_id, item.session_id) for item in group)
+                    )
+            finally:
+                await store.close()
+
+        asyncio.run(via_api())
+        base = time.time() - 2 * 86400
+        cls._bulk_insert(path, rest, plan, base)
+
+    @classmethod
+    @abc.abstractmethod
+    def _bulk_insert(cls, path: Path, new_sessions: Plan, plan: Plan, base: float) -> None:
+        """Insert ``new_sessions`` (created at ``base`` onwards) and every event of ``plan``
+        (a day later), then leave each session as ``append_event`` does: the state merged,
+        ``update_time`` = its last event's."""
 
 
-class AdkDatabaseStore(Store):
+class AdkDatabaseStore(_AdkStore):
     """ADK's ``DatabaseSessionService(db_url="sqlite+aiosqlite:///path")``."""
 
     key = "adk-database"
     label = "ADK DatabaseSessionService"
     family = "adk-database"
-    events_table = "events"
-    slow = True
+    api_concurrency = 50
     config = (
         '`DatabaseSessionService(db_url="sqlite+aiosqlite:///path")`, SQLAlchemy defaults '
         "(pool {pool}), then `prepare_tables()` as its docstring recommends; SQLite defaults: "
@@ -356,9 +411,6 @@ class AdkDatabaseStore(Store):
         "into ADK's own tables (`StorageSession`/`StorageEvent.from_event` rows, v1 schema)"
     )
 
-    def __init__(self) -> None:
-        self.svc: Any = None
-
     async def setup(self, path: Path) -> None:
         from google.adk.sessions.database_session_service import DatabaseSessionService
 
@@ -372,141 +424,66 @@ class AdkDatabaseStore(Store):
         timeout = getattr(pool, "_timeout", "?")
         return f"`{type(pool).__name__}`, size {size}, overflow {overflow}, timeout {timeout} s"
 
-    async def create_session(self, user_id: str, session_id: str) -> Any:
-        return await self.svc.create_session(
-            app_name=APP_NAME, user_id=user_id, session_id=session_id
-        )
-
-    def prepare(self, p: Payload) -> Any:
-        return _adk_event(p)
-
-    async def append(self, handle: Any, native: Any) -> None:
-        await self.svc.append_event(handle, native)
-
-    async def read_recent(self, user_id: str, session_id: str, n: int) -> tuple[Any, list[Any]]:
-        from google.adk.sessions.base_session_service import GetSessionConfig
-
-        session = await self.svc.get_session(
-            app_name=APP_NAME,
-            user_id=user_id,
-            session_id=session_id,
-            config=GetSessionConfig(num_recent_events=n),
-        )
-        if session is None:
-            raise LookupError(f"session {session_id!r} not found")
-        return session, list(session.events)
-
-    def texts(self, events: Sequence[Any]) -> list[str]:
-        return _adk_texts(events)
-
-    async def list_user_sessions(self, user_id: str, n: int) -> list[str] | None:
-        response = await self.svc.list_sessions(app_name=APP_NAME, user_id=user_id)
-        # Oldest update first, everything at once: the newest n are the last n.
-        return [session.id for session in reversed(response.sessions[-n:])]
-
-    async def close(self) -> None:
-        if self.svc is not None:
-            await self.svc.close()
-
     @classmethod
-    def bulk_build(cls, path: Path, plan: Sequence[SessionPlan]) -> None:
-        first, rest = _users_first_sessions(plan)
+    def _bulk_insert(cls, path: Path, new_sessions: Plan, plan: Plan, base: float) -> None:
+        from google.adk.sessions.schemas.shared import timestamp_to_utc_datetime as utc
+        from google.adk.sessions.schemas.v1 import StorageEvent, StorageSession
+        from google.adk.sessions.session import Session as AdkSession
+        from sqlalchemy import create_engine, update
 
-        async def via_api() -> None:
-            store = cls()
-            await store.setup(path)
-            try:
-                for group in _chunks(first, 50):
-                    await asyncio.gather(
-                        *(store.create_session(item.user_id, item.session_id) for item in group)
-                    )
-            finally:
-                await store.close()
-
-        asyncio.run(via_api())
-        _adk_database_bulk(path, rest, plan)
-
-    def version_key(self) -> str:
-        return _adk_version()
-
-
-def _adk_database_bulk(
-    path: Path, new_sessions: Sequence[SessionPlan], plan: Sequence[SessionPlan]
-) -> None:
-    from google.adk.sessions.schemas.shared import timestamp_to_utc_datetime
-    from google.adk.sessions.schemas.v1 import StorageEvent, StorageSession
-    from google.adk.sessions.session import Session as AdkSession
-    from sqlalchemy import create_engine, update
-
-    base = time.time() - 2 * 86400
-    engine = create_engine(f"sqlite:///{path}")
-    sessions_table = StorageSession.__table__
-    events_table = StorageEvent.__table__
-    try:
-        # Sessions get increasing update times (plan order), as if created one by one.
-        for chunk_start in range(0, len(new_sessions), BUILD_CHUNK):
-            chunk = new_sessions[chunk_start : chunk_start + BUILD_CHUNK]
-            rows = []
-            for offset, item in enumerate(chunk):
-                when = timestamp_to_utc_datetime(base + (chunk_start + offset) * 1e-3)
-                rows.append(
-                    {
-                        "app_name": APP_NAME,
-                        "user_id": item.user_id,
-                        "id": item.session_id,
-                        "state": {},
-                        "create_time": when,
-                        "update_time": when,
-                    }
-                )
-            with engine.begin() as conn:
-                conn.execute(sessions_table.insert(), rows)
+        engine = create_engine(f"sqlite:///{path}")
+        sessions: Any = StorageSession.__table__
+        events: Any = StorageEvent.__table__
         stubs: dict[str, Any] = {}
-        last: dict[tuple[str, str], tuple[int, float]] = {}
-        batch: list[dict[str, Any]] = []
 
-        def flush_batch() -> None:
-            if batch:
-                with engine.begin() as conn:
-                    conn.execute(events_table.insert(), batch)
-                batch.clear()
-
-        for item, p, ts in _planned_events(plan, base + 86400):
+        def event_row(item: SessionPlan, p: Payload, ts: float) -> dict[str, Any]:
             stub = stubs.get(item.session_id)
             if stub is None:
                 stub = stubs[item.session_id] = AdkSession(
                     app_name=APP_NAME, user_id=item.user_id, id=item.session_id
                 )
             row = StorageEvent.from_event(stub, _adk_event(p, ts))
-            batch.append({column.key: getattr(row, column.key) for column in events_table.columns})
-            last[(item.user_id, item.session_id)] = (p.index, ts)
-            if len(batch) >= BUILD_CHUNK:
-                flush_batch()
-        flush_batch()
-        # What append_event leaves: the session state merged, update_time = last event.
-        with engine.begin() as conn:
-            for (user_id, session_id), (index, ts) in last.items():
-                conn.execute(
-                    update(sessions_table)
-                    .where(
-                        sessions_table.c.app_name == APP_NAME,
-                        sessions_table.c.user_id == user_id,
-                        sessions_table.c.id == session_id,
+            return {column.key: getattr(row, column.key) for column in events.columns}
+
+        session_rows = (
+            {
+                "app_name": APP_NAME,
+                "user_id": item.user_id,
+                "id": item.session_id,
+                "state": {},
+                "create_time": utc(when),
+                "update_time": utc(when),
+            }
+            for when, item in _timed_sessions(new_sessions, base)
+        )
+        event_rows = (event_row(*event) for event in _planned_events(plan, base + 86400))
+        try:
+            for table, rows in ((sessions, session_rows), (events, event_rows)):
+                for batch in batches(rows, rawsqlite.BUILD_CHUNK):
+                    with engine.begin() as conn:
+                        conn.execute(table.insert(), batch)
+            with engine.begin() as conn:
+                for (user_id, session_id), (index, ts) in _last_events(plan, base + 86400).items():
+                    conn.execute(
+                        update(sessions)
+                        .where(
+                            sessions.c.app_name == APP_NAME,
+                            sessions.c.user_id == user_id,
+                            sessions.c.id == session_id,
+                        )
+                        .values(state={"turn": index}, update_time=utc(ts))
                     )
-                    .values(state={"turn": index}, update_time=timestamp_to_utc_datetime(ts))
-                )
-    finally:
-        engine.dispose()
+        finally:
+            engine.dispose()
 
 
-class AdkSqliteStore(Store):
+class AdkSqliteStore(_AdkStore):
     """ADK's ``SqliteSessionService(db_path=...)`` (aiosqlite)."""
 
     key = "adk-sqlite"
     label = "ADK SqliteSessionService"
     family = "adk-sqlite"
-    events_table = "events"
-    slow = True
+    api_concurrency = 20
     config = (
         "`SqliteSessionService(db_path=path)`: a new aiosqlite connection (and thread) per "
         "call; SQLite defaults: rollback journal, `synchronous=FULL`, 5 s busy timeout. Reads "
@@ -520,136 +497,58 @@ class AdkSqliteStore(Store):
         "`append_event` writes them (`event.model_dump_json(exclude_none=True)`)"
     )
 
-    def __init__(self) -> None:
-        self.svc: Any = None
-
     async def setup(self, path: Path) -> None:
         from google.adk.sessions.sqlite_session_service import SqliteSessionService
 
         self.svc = SqliteSessionService(db_path=str(path))
 
-    async def create_session(self, user_id: str, session_id: str) -> Any:
-        return await self.svc.create_session(
-            app_name=APP_NAME, user_id=user_id, session_id=session_id
-        )
-
-    def prepare(self, p: Payload) -> Any:
-        return _adk_event(p)
-
-    async def append(self, handle: Any, native: Any) -> None:
-        await self.svc.append_event(handle, native)
-
-    async def read_recent(self, user_id: str, session_id: str, n: int) -> tuple[Any, list[Any]]:
-        from google.adk.sessions.base_session_service import GetSessionConfig
-
-        session = await self.svc.get_session(
-            app_name=APP_NAME,
-            user_id=user_id,
-            session_id=session_id,
-            config=GetSessionConfig(num_recent_events=n),
-        )
-        if session is None:
-            raise LookupError(f"session {session_id!r} not found")
-        return session, list(session.events)
-
-    def texts(self, events: Sequence[Any]) -> list[str]:
-        return _adk_texts(events)
-
-    async def list_user_sessions(self, user_id: str, n: int) -> list[str] | None:
-        response = await self.svc.list_sessions(app_name=APP_NAME, user_id=user_id)
-        return [session.id for session in reversed(response.sessions[-n:])]
-
-    async def close(self) -> None:
-        if self.svc is not None:
-            await self.svc.close()
-
     @classmethod
-    def bulk_build(cls, path: Path, plan: Sequence[SessionPlan]) -> None:
-        first, rest = _users_first_sessions(plan)
+    def _bulk_insert(cls, path: Path, new_sessions: Plan, plan: Plan, base: float) -> None:
+        def event_row(item: SessionPlan, p: Payload, ts: float) -> tuple[Any, ...]:
+            event = _adk_event(p, ts)
+            return (
+                event.id,
+                APP_NAME,
+                item.user_id,
+                item.session_id,
+                event.invocation_id,
+                event.timestamp,
+                event.model_dump_json(exclude_none=True),
+            )
 
-        async def via_api() -> None:
-            store = cls()
-            await store.setup(path)
-            try:
-                for group in _chunks(first, 20):
-                    await asyncio.gather(
-                        *(store.create_session(item.user_id, item.session_id) for item in group)
-                    )
-            finally:
-                await store.close()
-
-        asyncio.run(via_api())
-        base = time.time() - 2 * 86400
         conn = sqlite3.connect(path, isolation_level=None)
         try:
-            for chunk_start in range(0, len(rest), BUILD_CHUNK):
-                chunk = rest[chunk_start : chunk_start + BUILD_CHUNK]
-                conn.execute("BEGIN")
-                conn.executemany(
-                    "INSERT INTO sessions (app_name, user_id, id, state, create_time, "
-                    "update_time) VALUES (?, ?, ?, '{}', ?, ?)",
-                    [
-                        (APP_NAME, item.user_id, item.session_id, when, when)
-                        for offset, item in enumerate(chunk)
-                        for when in (base + (chunk_start + offset) * 1e-3,)
-                    ],
-                )
-                conn.execute("COMMIT")
-            last: dict[tuple[str, str], tuple[int, float]] = {}
-            batch: list[tuple[Any, ...]] = []
-
-            def flush_batch() -> None:
-                if batch:
-                    conn.execute("BEGIN")
-                    conn.executemany(
-                        "INSERT INTO events (id, app_name, user_id, session_id, invocation_id, "
-                        "timestamp, event_data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        batch,
-                    )
-                    conn.execute("COMMIT")
-                    batch.clear()
-
-            for item, p, ts in _planned_events(plan, base + 86400):
-                event = _adk_event(p, ts)
-                batch.append(
-                    (
-                        event.id,
-                        APP_NAME,
-                        item.user_id,
-                        item.session_id,
-                        event.invocation_id,
-                        event.timestamp,
-                        event.model_dump_json(exclude_none=True),
-                    )
-                )
-                last[(item.user_id, item.session_id)] = (p.index, ts)
-                if len(batch) >= BUILD_CHUNK:
-                    flush_batch()
-            flush_batch()
-            conn.execute("BEGIN")
-            conn.executemany(
+            rawsqlite.write_batches(
+                conn,
+                "INSERT INTO sessions (app_name, user_id, id, state, create_time, update_time) "
+                "VALUES (?, ?, ?, '{}', ?, ?)",
+                (
+                    (APP_NAME, item.user_id, item.session_id, when, when)
+                    for when, item in _timed_sessions(new_sessions, base)
+                ),
+            )
+            rawsqlite.write_batches(
+                conn,
+                "INSERT INTO events (id, app_name, user_id, session_id, invocation_id, "
+                "timestamp, event_data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event_row(*event) for event in _planned_events(plan, base + 86400)),
+            )
+            rawsqlite.write(
+                conn,
                 "UPDATE sessions SET state = ?, update_time = ? "
                 "WHERE app_name = ? AND user_id = ? AND id = ?",
                 [
                     (json.dumps({"turn": index}), ts, APP_NAME, user_id, session_id)
-                    for (user_id, session_id), (index, ts) in last.items()
+                    for (user_id, session_id), (index, ts) in _last_events(
+                        plan, base + 86400
+                    ).items()
                 ],
             )
-            conn.execute("COMMIT")
         finally:
             conn.close()
 
-    def version_key(self) -> str:
-        return _adk_version()
-
 
 # -- OpenAI Agents SDK ------------------------------------------------------------------
-
-
-def _openai_version() -> str:
-    from importlib.metadata import version
-
-    return version("openai-agents")
 
 
 class OpenAISQLiteStore(Store):
@@ -659,6 +558,7 @@ class OpenAISQLiteStore(Store):
     label = "OpenAI SQLiteSession"
     family = "openai"
     events_table = "agent_messages"
+    package = "openai-agents"
     has_state = False
     has_list = False
     slow = True
@@ -675,7 +575,7 @@ class OpenAISQLiteStore(Store):
     )
 
     def __init__(self) -> None:
-        self.path: Path | None = None
+        self.path = Path()  # set by setup()
         self.sessions: dict[str, Any] = {}
 
     async def setup(self, path: Path) -> None:
@@ -717,41 +617,27 @@ class OpenAISQLiteStore(Store):
             await self._close_one(session)
 
     @classmethod
-    def bulk_build(cls, path: Path, plan: Sequence[SessionPlan]) -> None:
+    def bulk_build(cls, path: Path, plan: Plan) -> None:
         from agents import SQLiteSession
 
         SQLiteSession("schema", path).close()  # creates the tables, writes no row
         conn = sqlite3.connect(path, isolation_level=None)
         try:
-            for chunk in _chunks(plan, BUILD_CHUNK):
-                conn.execute("BEGIN")
-                conn.executemany(
-                    "INSERT INTO agent_sessions (session_id) VALUES (?)",
-                    [(item.session_id,) for item in chunk],
-                )
-                conn.execute("COMMIT")
-            batch: list[tuple[str, str]] = []
-            for item, p, _ in _planned_events(plan, 0.0):
-                batch.append((item.session_id, json.dumps({"role": p.author, "content": p.text})))
-                if len(batch) >= BUILD_CHUNK:
-                    conn.execute("BEGIN")
-                    conn.executemany(
-                        "INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)",
-                        batch,
-                    )
-                    conn.execute("COMMIT")
-                    batch.clear()
-            if batch:
-                conn.execute("BEGIN")
-                conn.executemany(
-                    "INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", batch
-                )
-                conn.execute("COMMIT")
+            rawsqlite.write_batches(
+                conn,
+                "INSERT INTO agent_sessions (session_id) VALUES (?)",
+                ((item.session_id,) for item in plan),
+            )
+            rawsqlite.write_batches(
+                conn,
+                "INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)",
+                (
+                    (item.session_id, json.dumps({"role": p.author, "content": p.text}))
+                    for item, p, _ in _planned_events(plan, 0.0)
+                ),
+            )
         finally:
             conn.close()
-
-    def version_key(self) -> str:
-        return _openai_version()
 
 
 class OpenAIAsyncSQLiteStore(OpenAISQLiteStore):
@@ -777,125 +663,91 @@ class OpenAIAsyncSQLiteStore(OpenAISQLiteStore):
 
 # -- raw sqlite3: the ceiling -----------------------------------------------------------
 
-_RAW_DDL = (
-    """
-    CREATE TABLE IF NOT EXISTS sessions (
-        pk INTEGER PRIMARY KEY,
-        app_name TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        session_id TEXT NOT NULL,
-        state TEXT NOT NULL,
-        updated_at INTEGER NOT NULL,
-        last_sequence INTEGER NOT NULL
-    )
-    """,
-    "CREATE UNIQUE INDEX IF NOT EXISTS sessions_key ON sessions (app_name, user_id, session_id)",
-    "CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (app_name, user_id, updated_at DESC)",
-    """
-    CREATE TABLE IF NOT EXISTS events (
-        pk INTEGER PRIMARY KEY,
-        session_pk INTEGER NOT NULL,
-        sequence INTEGER NOT NULL,
-        event_id TEXT NOT NULL,
-        author TEXT NOT NULL,
-        timestamp INTEGER NOT NULL,
-        branch TEXT NOT NULL,
-        body TEXT NOT NULL
-    )
-    """,
-    "CREATE UNIQUE INDEX IF NOT EXISTS events_by_sequence ON events (session_pk, sequence)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (session_pk, event_id)",
-)
-_RAW_INSERT = (
-    "INSERT INTO events (session_pk, sequence, event_id, author, timestamp, branch, body) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-
 
 @dataclasses.dataclass
 class RawHandle:
     pk: int
     sequence: int
-    state: dict[str, Any]
+    state: dict[str, Any]  # decoded on every read, as a store would
 
 
 class RawSqliteStore(Store):
-    """Stdlib ``sqlite3``, one connection, blocking calls on the event loop, every write of
-    a measurement in one transaction: what Python and SQLite can do at best."""
+    """Stdlib ``sqlite3`` on sessionlite's own tables, one connection, blocking calls on
+    the event loop, every write of a measurement in one transaction: what Python and
+    SQLite can do at best."""
 
     key = "raw-sqlite3"
     label = "raw sqlite3 (ceiling)"
     family = "raw"
-    events_table = "events"
     config = (
-        "stdlib `sqlite3`, one connection, WAL, `synchronous=NORMAL`, tables shaped like "
-        "sessionlite's (events with `(session_pk, sequence)` and `(session_pk, event_id)` "
-        "UNIQUE indexes, sessions indexed by `(app_name, user_id, updated_at)`), every body "
-        "serialized as sessionlite does (`Event.model_dump_json`, in the timed region), all "
-        "writes of a measurement in ONE transaction committed at the end: append = one "
-        "`executemany`; turns = 2 SELECTs + 2 INSERTs + 1 UPDATE per turn; no concurrency, "
+        "stdlib `sqlite3`, one connection, WAL, `synchronous=NORMAL`, sessionlite's own "
+        "tables and indexes (created by its migrations: events with `(session_pk, sequence)` "
+        "and `(session_pk, event_id)` UNIQUE indexes, sessions indexed by `(app_name, "
+        "user_id, updated_at)`, state in `session_state`), every body serialized as "
+        "sessionlite does (`Event.model_dump_json`, in the timed region), all writes of a "
+        "measurement in ONE transaction committed at the end: append = one `executemany`; "
+        "turns = 2 SELECTs + 2 INSERTs + 1 state upsert + 1 UPDATE per turn; no concurrency, "
         "no durability per call. The ceiling, not a store"
     )
-    build_note = "`sqlite3` bulk INSERTs"
+    build_note = "`sqlite3` bulk INSERTs into sessionlite's tables"
 
     def __init__(self) -> None:
         self.conn: sqlite3.Connection | None = None
         self.in_transaction = False
 
     async def setup(self, path: Path) -> None:
-        self.conn = _raw_open(path)
+        self.conn = rawsqlite.connect(path)
 
     def _conn(self) -> sqlite3.Connection:
         assert self.conn is not None
         return self.conn
 
     async def create_session(self, user_id: str, session_id: str) -> Any:
-        conn = self._conn()
-        cursor = conn.execute(
-            "INSERT INTO sessions (app_name, user_id, session_id, state, updated_at, "
-            "last_sequence) VALUES (?, ?, ?, '{}', ?, 0)",
-            (APP_NAME, user_id, session_id, time.time_ns() // 1000),
+        now = time.time_ns() // 1000
+        cursor = self._conn().execute(
+            rawsqlite.INSERT_SESSION, (None, APP_NAME, user_id, session_id, now, 0)
         )
         assert cursor.lastrowid is not None
         return RawHandle(pk=cursor.lastrowid, sequence=0, state={})
 
     def prepare(self, p: Payload) -> Event:
-        return Event(author=p.author, content=p.text, state_delta=dict(p.delta))
-
-    def _begin(self) -> None:
-        if not self.in_transaction:
-            self._conn().execute("BEGIN IMMEDIATE")
-            self.in_transaction = True
+        return _sessionlite_event(p)
 
     async def append(self, handle: Any, native: Any) -> None:
-        self._begin()
         conn = self._conn()
+        if not self.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+            self.in_transaction = True
         handle.sequence += 1
-        conn.execute(_RAW_INSERT, _raw_row(handle.pk, handle.sequence, native))
+        conn.execute(
+            rawsqlite.INSERT_EVENT, rawsqlite.event_row(handle.pk, handle.sequence, native)
+        )
         if native.state_delta:
-            handle.state.update(native.state_delta)
+            conn.executemany(
+                rawsqlite.UPSERT_STATE,
+                [(handle.pk, key, json.dumps(value)) for key, value in native.state_delta.items()],
+            )
             conn.execute(
-                "UPDATE sessions SET state = ?, updated_at = ?, last_sequence = ? WHERE pk = ?",
-                (json.dumps(handle.state), time.time_ns() // 1000, handle.sequence, handle.pk),
+                "UPDATE sessions SET version = version + 1, updated_at = ?, last_sequence = ? "
+                "WHERE pk = ?",
+                (time.time_ns() // 1000, handle.sequence, handle.pk),
             )
 
     def append_all(self, handles: Sequence[Any], natives: Sequence[Sequence[Event]]) -> None:
         """The append workload's ceiling: build every row, one ``executemany``, one commit."""
-        conn = self._conn()
         rows = [
-            _raw_row(handle.pk, sequence, event)
+            rawsqlite.event_row(handle.pk, sequence, event)
             for handle, events in zip(handles, natives, strict=True)
             for sequence, event in enumerate(events, start=1)
         ]
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(_RAW_INSERT, rows)
-        conn.execute("COMMIT")
+        rawsqlite.write(self._conn(), rawsqlite.INSERT_EVENT, rows)
 
     async def read_recent(self, user_id: str, session_id: str, n: int) -> tuple[Any, list[Any]]:
         conn = self._conn()
         row = conn.execute(
-            "SELECT pk, state, last_sequence FROM sessions "
-            "WHERE app_name = ? AND user_id = ? AND session_id = ?",
+            "SELECT pk, last_sequence, (SELECT json_group_object(key, json(value)) "
+            "FROM session_state WHERE session_pk = sessions.pk) FROM sessions "
+            "WHERE app_name = ? AND user_id = ? AND session_id = ? AND deleted_at IS NULL",
             (APP_NAME, user_id, session_id),
         ).fetchone()
         if row is None:
@@ -905,18 +757,19 @@ class RawSqliteStore(Store):
             (row[0], n),
         ).fetchall()
         events = [json.loads(body) for (body,) in reversed(rows)]
-        return RawHandle(pk=row[0], sequence=row[2], state=json.loads(row[1])), events
+        return RawHandle(pk=row[0], sequence=row[1], state=json.loads(row[2])), events
 
     def texts(self, events: Sequence[Any]) -> list[str]:
         return [event["content"] for event in events]
 
     async def list_user_sessions(self, user_id: str, n: int) -> list[str] | None:
         rows = self._conn().execute(
-            "SELECT session_id, state, updated_at FROM sessions WHERE app_name = ? AND "
-            "user_id = ? ORDER BY updated_at DESC LIMIT ?",
+            "SELECT session_id, metadata FROM sessions WHERE app_name = ? AND user_id = ? "
+            "AND deleted_at IS NULL ORDER BY updated_at DESC, pk DESC LIMIT ?",
             (APP_NAME, user_id, n),
         )
-        return [session_id for session_id, state, _ in rows if json.loads(state) is not None]
+        # Each row's metadata is decoded, as a store would.
+        return [session_id for session_id, metadata in rows if json.loads(metadata) is not None]
 
     async def flush(self) -> None:
         if self.in_transaction:
@@ -930,66 +783,42 @@ class RawSqliteStore(Store):
             self.conn = None
 
     @classmethod
-    def bulk_build(cls, path: Path, plan: Sequence[SessionPlan]) -> None:
-        conn = _raw_open(path)
+    def bulk_build(cls, path: Path, plan: Plan) -> None:
+        """Session ``plan[i]`` gets pk ``i + 1`` and ``updated_at`` 1 ms after the one before."""
+        base_us = (time.time_ns() // 1000) - 2 * 86400 * 1_000_000
+        pks = {item.session_id: pk for pk, item in enumerate(plan, start=1)}
+        conn = rawsqlite.connect(path)
         try:
-            base_us = (time.time_ns() // 1000) - 2 * 86400 * 1_000_000
-            pks: dict[str, int] = {}
-            for chunk_start in range(0, len(plan), BUILD_CHUNK):
-                conn.execute("BEGIN")
-                for offset, item in enumerate(plan[chunk_start : chunk_start + BUILD_CHUNK]):
-                    state = {"turn": item.events - 1} if item.events else {}
-                    cursor = conn.execute(
-                        "INSERT INTO sessions (app_name, user_id, session_id, state, "
-                        "updated_at, last_sequence) VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            APP_NAME,
-                            item.user_id,
-                            item.session_id,
-                            json.dumps(state),
-                            base_us + (chunk_start + offset) * 1000,
-                            item.events,
-                        ),
-                    )
-                    assert cursor.lastrowid is not None
-                    pks[item.session_id] = cursor.lastrowid
-                conn.execute("COMMIT")
-            batch: list[tuple[Any, ...]] = []
-            for item, p, _ in _planned_events(plan, 0.0):
-                event = Event(author=p.author, content=p.text, state_delta=p.delta)
-                batch.append(_raw_row(pks[item.session_id], p.index + 1, event))
-                if len(batch) >= BUILD_CHUNK:
-                    conn.execute("BEGIN")
-                    conn.executemany(_RAW_INSERT, batch)
-                    conn.execute("COMMIT")
-                    batch.clear()
-            if batch:
-                conn.execute("BEGIN")
-                conn.executemany(_RAW_INSERT, batch)
-                conn.execute("COMMIT")
+            rawsqlite.write_batches(
+                conn,
+                rawsqlite.INSERT_SESSION,
+                (
+                    (pk, APP_NAME, item.user_id, item.session_id, base_us + pk * 1000, item.events)
+                    for pk, item in enumerate(plan, start=1)
+                ),
+            )
+            rawsqlite.write_batches(
+                conn,
+                rawsqlite.UPSERT_STATE,
+                (
+                    (pks[item.session_id], "turn", json.dumps(item.events - 1))
+                    for item in plan
+                    if item.events
+                ),
+            )
+            rawsqlite.write_batches(
+                conn,
+                rawsqlite.INSERT_EVENT,
+                (
+                    rawsqlite.event_row(pks[item.session_id], p.index + 1, _sessionlite_event(p))
+                    for item, p, _ in _planned_events(plan, 0.0)
+                ),
+            )
         finally:
             conn.close()
 
-
-def _raw_open(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    for statement in _RAW_DDL:
-        conn.execute(statement)
-    return conn
-
-
-def _raw_row(session_pk: int, sequence: int, event: Event) -> tuple[Any, ...]:
-    return (
-        session_pk,
-        sequence,
-        event.id,
-        event.author,
-        (event.timestamp - _EPOCH) // _MICROSECOND,
-        event.branch,
-        body_of(event),
-    )
+    def version_key(self) -> str:
+        return rawsqlite.SCHEMA_KEY
 
 
 # -- the line-up ------------------------------------------------------------------------
