@@ -238,3 +238,17 @@ async def test_a_ready_storage_object_is_used_as_it_is(tmp_path: Path) -> None:
     async with SessionService(tmp_path / "own.db") as reopened:
         got = await reopened.get_session(app_name="a", user_id="u", session_id="s")
         assert got is not None and [e.content for e in got.events] == ["x"]
+
+
+def test_options_of_the_other_backend_are_refused_by_name(tmp_path: Path) -> None:
+    for option, value in (("pool_size", 5), ("prepared_statements", False)):
+        with pytest.raises(InvalidInputError, match=f"'{option}': is a PostgreSQL option"):
+            SessionService(tmp_path / "x.db", **{option: value})
+    with pytest.raises(InvalidInputError, match="'synchronous': is a SQLite option"):
+        SessionService("postgresql://localhost/db", synchronous="FULL")
+    with pytest.raises(InvalidInputError, match="'reader_connections': is a SQLite option"):
+        SessionService("postgres://localhost/db", reader_connections=2)
+    # Given for the right backend, they are checked as before.
+    assert SessionService(tmp_path / "x.db", synchronous="full").options.synchronous == "FULL"
+    with pytest.raises(InvalidInputError, match="'synchronous'"):
+        SessionService(tmp_path / "x.db", synchronous="OFF")  # type: ignore[arg-type]

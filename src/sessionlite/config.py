@@ -41,6 +41,11 @@ DEFAULT_SUMMARY_WORKERS = 3
 DEFAULT_SUMMARY_QUEUE_SIZE = 100
 DEFAULT_SUMMARY_JOB_TIMEOUT = timedelta(seconds=60)
 DEFAULT_CLOSE_TIMEOUT = timedelta(seconds=30)  # how long aclose() waits for queued work
+DEFAULT_POOL_SIZE = 10  # PostgreSQL connections per service
+
+# Options that only one backend understands: given for the other, they are an error.
+SQLITE_ONLY_OPTIONS = frozenset({"synchronous", "reader_connections"})
+POSTGRES_ONLY_OPTIONS = frozenset({"pool_size", "prepared_statements"})
 
 TABLE_PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -85,6 +90,9 @@ class ServiceOptions:
     append_event_hooks: tuple[Any, ...] = ()
     get_session_hooks: tuple[Any, ...] = ()
     close_timeout: timedelta = DEFAULT_CLOSE_TIMEOUT
+    # PostgreSQL only
+    pool_size: int = DEFAULT_POOL_SIZE
+    prepared_statements: bool = True
 
 
 def _bad(option: str, message: str) -> InvalidInputError:
@@ -122,8 +130,12 @@ def _bool(option: str, value: object) -> bool:
     return value
 
 
-def parse_options(**options: Any) -> ServiceOptions:
+def parse_options(*, backend: str | None = None, **options: Any) -> ServiceOptions:
     """Validate keyword options into a :class:`ServiceOptions`.
+
+    Args:
+        backend: ``"sqlite"`` or ``"postgresql"``: options only the other backend
+            understands are refused. ``None`` checks values only.
 
     Raises:
         InvalidInputError: an unknown option, or a bad value (the message names it).
@@ -136,6 +148,11 @@ def parse_options(**options: Any) -> ServiceOptions:
             f"{', '.join(sorted(known))}",
             field=unknown[0],
         )
+    foreign = {"sqlite": POSTGRES_ONLY_OPTIONS, "postgresql": SQLITE_ONLY_OPTIONS}
+    for name in sorted(set(options) & foreign.get(backend or "", frozenset())):
+        other = "PostgreSQL" if backend == "sqlite" else "SQLite"
+        here = "a SQLite database (a path)" if backend == "sqlite" else "a PostgreSQL URL"
+        raise _bad(name, f"is a {other} option; this service opens {here}")
     values: dict[str, Any] = {}
     if "table_prefix" in options:
         prefix = options["table_prefix"]
@@ -165,6 +182,7 @@ def parse_options(**options: Any) -> ServiceOptions:
         values["clock"] = clock
     for name in (
         "reader_connections",
+        "pool_size",
         "max_write_batch",
         "persist_workers",
         "persist_queue_size",
@@ -188,7 +206,7 @@ def parse_options(**options: Any) -> ServiceOptions:
     ):
         if name in options:
             values[name] = parse_duration(name, options[name])
-    for name in ("refresh_ttl_on_read", "soft_delete", "async_persist"):
+    for name in ("refresh_ttl_on_read", "soft_delete", "async_persist", "prepared_statements"):
         if name in options:
             values[name] = _bool(name, options[name])
     if "summary_queue_full" in options:

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 from pydantic import JsonValue
 from typing_extensions import Never
@@ -37,7 +38,6 @@ from .config import (
     DEFAULT_MAX_WRITE_BATCH,
     DEFAULT_PERSIST_QUEUE_SIZE,
     DEFAULT_PERSIST_WORKERS,
-    DEFAULT_READER_CONNECTIONS,
     DEFAULT_SOFT_DELETE_RETENTION,
     DEFAULT_SUMMARY_JOB_TIMEOUT,
     DEFAULT_SUMMARY_QUEUE_SIZE,
@@ -58,7 +58,7 @@ from .runtime import ServiceRuntime
 from .session_updates import apply_accepted, apply_in_memory, apply_outcome, set_bookkeeping
 from .stats import CleanupReport, ServiceStats
 from .store.base import EventFilter, SessionKey, Storage
-from .store.factory import build_storage, check_storage, display_name
+from .store.factory import backend_of, build_storage, check_storage, display_name
 from .summaries import Summarizer
 from .validation import (
     check_aware,
@@ -99,7 +99,8 @@ class SessionService:
             third-party backends). ``path=`` is an alias.
         table_prefix: prefix of every table and index.
         create_schema: create or migrate the schema on open (``False``: you manage DDL).
-        synchronous: SQLite's ``synchronous`` level, ``"NORMAL"`` or ``"FULL"``.
+        synchronous: SQLite's ``synchronous`` level, ``"NORMAL"`` (the default) or
+            ``"FULL"``. SQLite only.
         busy_timeout: how long a write waits for another process's lock.
         event_limit: most events ``get_session`` returns by default (``None``: all).
         max_stored_events: keep only each session's newest N events on disk.
@@ -125,8 +126,11 @@ class SessionService:
         get_session_hooks: middleware around ``get_session``.
         clock: the current time (inject one in tests).
         close_timeout: how long ``aclose()`` waits for queued work.
-        reader_connections: SQLite reader connections.
+        reader_connections: SQLite reader connections (default 2). SQLite only.
         max_write_batch: write calls gathered into one transaction at most.
+        pool_size: connections per service (default 10). PostgreSQL only.
+        prepared_statements: server-side prepared statements (default True; False for
+            pgbouncer in transaction mode). PostgreSQL only.
 
     Durations take a ``timedelta`` or a number of seconds.
 
@@ -141,7 +145,7 @@ class SessionService:
         path: str | os.PathLike[str] | None = None,
         table_prefix: str = "",
         create_schema: bool = True,
-        synchronous: Synchronous = "NORMAL",
+        synchronous: Synchronous | None = None,
         busy_timeout: Duration = DEFAULT_BUSY_TIMEOUT,
         event_limit: int | None = DEFAULT_EVENT_LIMIT,
         max_stored_events: int | None = None,
@@ -164,8 +168,10 @@ class SessionService:
         get_session_hooks: Sequence[GetSessionHook] = (),
         clock: Clock = utc_now,
         close_timeout: Duration = DEFAULT_CLOSE_TIMEOUT,
-        reader_connections: int = DEFAULT_READER_CONNECTIONS,
+        reader_connections: int | None = None,
         max_write_batch: int = DEFAULT_MAX_WRITE_BATCH,
+        pool_size: int | None = None,
+        prepared_statements: bool | None = None,
         **unknown: Never,
     ) -> None:
         if path is not None:
@@ -175,11 +181,25 @@ class SessionService:
                     field="path",
                 )
             database = path
+        # Options of one backend only are passed on when given, so that the other
+        # backend can refuse them by name.
+        only: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("synchronous", synchronous),
+                ("reader_connections", reader_connections),
+                ("pool_size", pool_size),
+                ("prepared_statements", prepared_statements),
+            )
+            if value is not None
+        }
+        named = database is None or isinstance(database, (str, os.PathLike))
         self._options: ServiceOptions = parse_options(
+            backend=backend_of(database) if named else None,  # type: ignore[arg-type]
             **unknown,
+            **only,
             table_prefix=table_prefix,
             create_schema=create_schema,
-            synchronous=synchronous,
             busy_timeout=busy_timeout,
             event_limit=event_limit,
             max_stored_events=max_stored_events,
@@ -202,11 +222,10 @@ class SessionService:
             get_session_hooks=get_session_hooks,
             clock=clock,
             close_timeout=close_timeout,
-            reader_connections=reader_connections,
             max_write_batch=max_write_batch,
         )
-        if database is None or isinstance(database, (str, os.PathLike)):
-            self._store, self._path = build_storage(database, self._options)
+        if named:
+            self._store, self._path = build_storage(database, self._options)  # type: ignore[arg-type]
         else:  # a ready storage object
             self._store, self._path = check_storage(database), display_name(database)
         # Nothing behind the service refers back to it, so that an unclosed service can

@@ -131,12 +131,13 @@ URI_SCHEME = "sessionlite"
 # Options a URI query can carry, by how their text is read. The others (clock,
 # summarizer, hooks) are objects: pass them as keyword arguments (a services.py).
 _URI_BOOL_OPTIONS = frozenset(
-    {"create_schema", "refresh_ttl_on_read", "soft_delete", "async_persist"}
+    {"create_schema", "refresh_ttl_on_read", "soft_delete", "async_persist", "prepared_statements"}
 )
 _URI_INT_OPTIONS = frozenset(
     {
         "event_limit",
         "reader_connections",
+        "pool_size",
         "max_write_batch",
         "max_stored_events",
         "persist_workers",
