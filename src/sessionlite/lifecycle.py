@@ -201,11 +201,14 @@ class ServiceRunner:
         return True
 
     def _request_stop(self) -> None:
-        loop, event = self._loop, self._stop_event
-        if loop is None or event is None:
-            # Still starting: stop as soon as the start is over.
+        if not self._loop_ready.is_set():
+            # Still starting: stop as soon as the service's loop can be asked to.
             threading.Thread(target=self._stop_when_started, daemon=True).start()
             return
+        loop, event = self._loop, self._stop_event
+        # Both are set before _loop_ready.
+        assert loop is not None
+        assert event is not None
         try:
             loop.call_soon_threadsafe(event.set)
         except RuntimeError:  # its loop already ended

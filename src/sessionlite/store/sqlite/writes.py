@@ -407,7 +407,7 @@ def _stored_duplicates(
         key,
         [p.snapshot for p in events],
         find,
-        timestamp=lambda snapshot: event_row(snapshot)[2],
+        timestamp=lambda snapshot: to_micros(snapshot.timestamp),
         parse=lambda body: loads(body, "the new event"),
     )
 
