@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
+from pgtest import postgres_server, postgres_url  # noqa: F401  (fixtures)
 from sessionlite import PersistenceError, SessionService
 from sessionlite.testing import ManualClock
 
 # Every storage configuration the conformance suite runs in.
-MODES = ["file", "memory", "prefix", "async"]
+MODES = ["file", "memory", "prefix", "async", "postgres", "postgres-async"]
 
 
 @pytest.fixture
@@ -24,17 +25,26 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_service(tmp_path: Path, mode: str, clock: ManualClock) -> Callable[..., SessionService]:
+def database(request: pytest.FixtureRequest, tmp_path: Path, mode: str) -> str | Path:
+    """The database the current mode's services open."""
+    if mode.startswith("postgres"):
+        return str(request.getfixturevalue("postgres_url"))
+    return ":memory:" if mode == "memory" else tmp_path / "sessions.db"
+
+
+@pytest.fixture
+def make_service(
+    database: str | Path, mode: str, clock: ManualClock
+) -> Callable[..., SessionService]:
     """Build a (not yet opened) service for the current mode; options may be overridden."""
 
     def build(**options: Any) -> SessionService:
         options.setdefault("clock", clock)
         if mode == "prefix":
             options.setdefault("table_prefix", "agent_")
-        if mode == "async":
+        if mode.endswith("async"):
             options.setdefault("async_persist", True)
-        path = ":memory:" if mode == "memory" else tmp_path / "sessions.db"
-        return SessionService(path, **options)
+        return SessionService(database, **options)
 
     return build
 

@@ -37,7 +37,12 @@ def test_error_tree() -> None:
         "StorageError",
     ):
         assert issubclass(getattr(e, name), e.SessionLiteError)
-    for name in ("StorageFullError", "DatabaseLockedError", "DatabaseCorruptError"):
+    for name in (
+        "StorageFullError",
+        "DatabaseLockedError",
+        "DatabaseCorruptError",
+        "StorageUnavailableError",
+    ):
         assert issubclass(getattr(e, name), e.StorageError)
     assert issubclass(e.SchemaVersionError, e.StorageError)
     err = e.PersistenceError("x", event_ids=["a", "b"])

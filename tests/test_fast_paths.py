@@ -23,8 +23,8 @@ from sessionlite import (
     ToolResult,
     Usage,
 )
+from sessionlite.store.codec import event_from_row, event_row
 from sessionlite.store.sqlite.bulk import MAX_ROWS, padded_size, run_values
-from sessionlite.store.sqlite.codec import event_from_row, event_row
 from sessionlite.validation import EVENT_COLUMNS, MAX_JSON_DEPTH, prepare_event
 
 json_leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -201,10 +203,27 @@ def test_built_outside_any_event_loop(tmp_path: Path) -> None:
 # -- the database argument: one factory picks the backend ----------------------------------
 
 
-def test_a_postgresql_url_is_refused_clearly_until_the_backend_exists() -> None:
-    for url in ("postgresql://u:p@localhost/db", "postgres://localhost/db"):
-        with pytest.raises(InvalidInputError, match="PostgreSQL"):
-            SessionService(url)
+def test_a_postgresql_url_without_the_driver_says_what_to_install() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None  # as if the extra were not installed\n"
+        "from sessionlite import SessionService, InvalidInputError\n"
+        "for url in ('postgresql://u:p@localhost/db', 'postgres://localhost/db'):\n"
+        "    try:\n"
+        "        SessionService(url)\n"
+        "    except InvalidInputError as exc:\n"
+        "        print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.count('pip install "sessionlite[postgres]"') == 2
+
+
+def test_a_postgresql_url_names_the_server_without_its_password() -> None:
+    service = SessionService("postgresql://bob:secret@db.example:6543/agents")
+    assert service.path == "postgresql://bob@db.example:6543/agents"
+    assert "secret" not in repr(service)
 
 
 async def test_a_path_is_home_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,8 +19,16 @@ from sessionlite.testing import ManualClock
 Factory = Callable[..., SessionService]
 
 
-def count_rows(path: Path, table: str) -> int:
-    with sqlite3.connect(path) as conn:
+def count_rows(database: str | Path, table: str) -> int:
+    """Rows on disk in ``table`` (either backend)."""
+    if isinstance(database, str) and database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            row = pg.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+            assert row is not None
+            return int(row[0])
+    with sqlite3.connect(database) as conn:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
@@ -177,7 +185,7 @@ async def test_purge_works_in_small_transactions(
         assert report.transactions >= 30 // 7 + 1  # writers were never blocked for long
 
 
-async def test_max_stored_events(make_service: Factory, tmp_path: Path) -> None:
+async def test_max_stored_events(make_service: Factory, database: str | Path) -> None:
     async with make_service(max_stored_events=3) as service:
         session = await service.create_session(app_name="a", user_id="u", session_id="s")
         for i in range(5):
@@ -191,8 +199,8 @@ async def test_max_stored_events(make_service: Factory, tmp_path: Path) -> None:
             e async for e in service.iter_events(app_name="a", user_id="u", session_id="s")
         ]
         assert len(everything) == 3
-        if service.path != ":memory:":
-            assert count_rows(Path(service.path), f"{service.options.table_prefix}events") == 3
+        if database != ":memory:":
+            assert count_rows(database, f"{service.options.table_prefix}events") == 3
 
 
 async def test_cleaner_runs_on_its_interval(tmp_path: Path, clock: ManualClock) -> None:

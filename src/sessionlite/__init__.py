@@ -21,6 +21,7 @@ from .errors import (
     StaleSessionError,
     StorageError,
     StorageFullError,
+    StorageUnavailableError,
     SummaryQueueFullError,
 )
 from .hooks import AppendContext, GetSessionContext
@@ -55,6 +56,7 @@ __all__ = [
     "StaleSessionError",
     "StorageError",
     "StorageFullError",
+    "StorageUnavailableError",
     "Summarizer",
     "Summary",
     "SummaryQueueFullError",

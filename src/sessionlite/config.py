@@ -47,6 +47,9 @@ DEFAULT_POOL_SIZE = 10  # PostgreSQL connections per service
 SQLITE_ONLY_OPTIONS = frozenset({"synchronous", "reader_connections"})
 POSTGRES_ONLY_OPTIONS = frozenset({"pool_size", "prepared_statements"})
 
+# PostgreSQL cuts names at 63 bytes; the longest name sessionlite makes is the prefix
+# plus "state_scopes_expiry".
+POSTGRES_MAX_PREFIX = 63 - len("state_scopes_expiry")
 TABLE_PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 Duration = timedelta | float
@@ -160,6 +163,12 @@ def parse_options(*, backend: str | None = None, **options: Any) -> ServiceOptio
             raise _bad(
                 "table_prefix",
                 f"{prefix!r} must match {TABLE_PREFIX_PATTERN.pattern} (letters, digits, '_')",
+            )
+        if backend == "postgresql" and len(prefix) > POSTGRES_MAX_PREFIX:
+            raise _bad(
+                "table_prefix",
+                f"{prefix!r} is too long for PostgreSQL (at most {POSTGRES_MAX_PREFIX} "
+                "characters: its names are limited to 63 bytes)",
             )
         values["table_prefix"] = prefix
     if "create_schema" in options:

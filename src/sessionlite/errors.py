@@ -1,7 +1,7 @@
 """The exceptions sessionlite raises.
 
-Every error derives from :class:`SessionLiteError`; no ``sqlite3`` or ``aiosqlite``
-exception ever escapes the public API (storage failures are wrapped, with the
+Every error derives from :class:`SessionLiteError`; no ``sqlite3``, ``aiosqlite`` or
+``psycopg`` exception ever escapes the public API (storage failures are wrapped, with the
 original error kept as ``__cause__``)::
 
     SessionLiteError
@@ -17,6 +17,7 @@ original error kept as ``__cause__``)::
         ├── StorageFullError
         ├── DatabaseLockedError
         ├── DatabaseCorruptError
+        ├── StorageUnavailableError (PostgreSQL: the server cannot be reached)
         └── SchemaVersionError
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "StaleSessionError",
     "StorageError",
     "StorageFullError",
+    "StorageUnavailableError",
     "SummaryQueueFullError",
 ]
 
@@ -134,7 +136,7 @@ class PersistenceError(SessionLiteError):
 
 
 class StorageError(SessionLiteError):
-    """The database failed; the underlying sqlite error is the ``__cause__``."""
+    """The database failed; the driver's error is the ``__cause__``."""
 
 
 class StorageFullError(StorageError):
@@ -142,11 +144,22 @@ class StorageFullError(StorageError):
 
 
 class DatabaseLockedError(StorageError):
-    """Another connection held the write lock for longer than ``busy_timeout``."""
+    """Another connection held a lock for longer than ``busy_timeout`` (SQLite busy;
+    PostgreSQL lock timeout, deadlock or serialization failure). Retrying may succeed."""
 
 
 class DatabaseCorruptError(StorageError):
     """The file is not a sessionlite/SQLite database, or its content is damaged."""
+
+
+class StorageUnavailableError(StorageError):
+    """The database server cannot be reached, or dropped the connection (PostgreSQL).
+
+    Transient: background writes retry it, and the service reconnects by itself once
+    the server is back. A durable call that saw it may or may not have been committed
+    (the connection went away mid-call); retrying an append with the same event ids is
+    safe (idempotent).
+    """
 
 
 class SchemaVersionError(StorageError):

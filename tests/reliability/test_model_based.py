@@ -53,6 +53,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+import pgtest
 from sessionlite import (
     CleanupReport,
     Event,
@@ -218,11 +219,17 @@ class SessionMachine(RuleBasedStateMachine):
 
     ASYNC: ClassVar[bool] = False
     SOFT_DELETE: ClassVar[bool] = True
+    POSTGRES: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
         self._stack = contextlib.ExitStack()
-        self.path = Path(self._stack.enter_context(tempfile.TemporaryDirectory())) / "m.db"
+        self.options: dict[str, Any] = {}
+        if self.POSTGRES:  # its own tables on the run's server
+            self.path: str | Path = pgtest.server().url
+            self.options["table_prefix"] = pgtest.unique_prefix()
+        else:
+            self.path = Path(self._stack.enter_context(tempfile.TemporaryDirectory())) / "m.db"
         self.portal = self._stack.enter_context(start_blocking_portal())
         self.clock = ManualClock()
         self.model = Model(soft_delete=self.SOFT_DELETE)
@@ -243,6 +250,7 @@ class SessionMachine(RuleBasedStateMachine):
             "soft_delete": self.SOFT_DELETE,
             "soft_delete_retention": RETENTION,
             "async_persist": self.ASYNC,
+            **self.options,
         }
         service = self.portal.call(lambda: SessionService(self.path, **options))
         self.portal.call(service.open)
@@ -615,6 +623,18 @@ class AsyncPersistHardDelete(SessionMachine):
     SOFT_DELETE = False
 
 
+class PostgresDurableSoftDelete(SessionMachine):
+    ASYNC = False
+    SOFT_DELETE = True
+    POSTGRES = True
+
+
+class PostgresAsyncPersistHardDelete(SessionMachine):
+    ASYNC = True
+    SOFT_DELETE = False
+    POSTGRES = True
+
+
 TestDurableSoftDelete = DurableSoftDelete.TestCase
 TestDurableSoftDelete.settings = MACHINE_SETTINGS
 TestDurableHardDelete = DurableHardDelete.TestCase
@@ -623,3 +643,7 @@ TestAsyncPersistSoftDelete = AsyncPersistSoftDelete.TestCase
 TestAsyncPersistSoftDelete.settings = MACHINE_SETTINGS
 TestAsyncPersistHardDelete = AsyncPersistHardDelete.TestCase
 TestAsyncPersistHardDelete.settings = MACHINE_SETTINGS
+TestPostgresDurableSoftDelete = PostgresDurableSoftDelete.TestCase
+TestPostgresDurableSoftDelete.settings = MACHINE_SETTINGS
+TestPostgresAsyncPersistHardDelete = PostgresAsyncPersistHardDelete.TestCase
+TestPostgresAsyncPersistHardDelete.settings = MACHINE_SETTINGS

@@ -39,15 +39,25 @@ def build_storage(database: Database, options: ServiceOptions) -> tuple[Storage,
         InvalidInputError: not a path, ``":memory:"`` or a supported URL.
     """
     if backend_of(database) == "postgresql":
-        raise InvalidInputError(
-            "PostgreSQL URLs are not supported by this version of sessionlite yet; "
-            "pass a SQLite file path or ':memory:'",
-            field="database",
-        )
+        assert isinstance(database, str)
+        return _postgres_store(database, options)
     from .sqlite.store import SqliteStore
 
     path = resolve_db_path(database)
     return SqliteStore(path, options), path
+
+
+def _postgres_store(url: str, options: ServiceOptions) -> tuple[Storage, str]:
+    try:
+        from .postgres.store import PostgresStore
+    except ImportError as exc:
+        raise InvalidInputError(
+            f"a PostgreSQL URL needs the PostgreSQL driver ({exc.name} is not installed); "
+            'install it with: pip install "sessionlite[postgres]"',
+            field="database",
+        ) from exc
+    store = PostgresStore(url, options)
+    return store, store.path
 
 
 _STORAGE_METHODS = ("open", "close", "append", "append_batch", "get_session", "read_events")

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from datetime import timedelta
+from typing import Any, Generic, NamedTuple, TypeVar
 
+from ..config import ServiceOptions
 from ..errors import EventConflictError, StaleSessionError
+from ..models import Event
+from ..timestamps import from_micros
 from ..validation import EventSnapshot
-from .base import SessionKey
+from .base import AppendCommand, AppendOutcome, SessionKey
 
 __all__ = [
+    "AlreadyStored",
+    "Appended",
+    "Retention",
     "SessionCursor",
     "StoredEvent",
     "advance",
+    "append_outcome",
     "conflict_error",
+    "scope_expired",
     "stale_error",
     "stored_retry",
     "trim_through",
@@ -47,6 +56,39 @@ class StoredEvent:
     timestamp: Any  # compared with the snapshot's, in the backend's encoding
     branch: str
     body: Any
+
+
+class Retention(NamedTuple):
+    """The store's retention rules, in microseconds (None: never)."""
+
+    session_ttl_us: int | None = None
+    app_state_ttl_us: int | None = None
+    user_state_ttl_us: int | None = None
+    soft_delete: bool = False
+    max_stored_events: int | None = None
+
+    @classmethod
+    def from_options(cls, options: ServiceOptions) -> Retention:
+        return cls(
+            session_ttl_us=_micros(options.session_ttl),
+            app_state_ttl_us=_micros(options.app_state_ttl),
+            user_state_ttl_us=_micros(options.user_state_ttl),
+            soft_delete=options.soft_delete,
+            max_stored_events=options.max_stored_events,
+        )
+
+    def expiry(self, now_us: int, ttl_us: int | None) -> int | None:
+        return None if ttl_us is None else now_us + ttl_us
+
+
+def _micros(duration: timedelta | None) -> int | None:
+    return None if duration is None else duration // timedelta(microseconds=1)
+
+
+def scope_expired(expires_at_us: int | None, now_us: int) -> bool:
+    """Whether an app or user state scope has expired: its keys are then gone for good
+    (a write to it starts from empty state, never bringing old keys back)."""
+    return expires_at_us is not None and expires_at_us <= now_us
 
 
 def stale_error(key: SessionKey, expected: int, actual: int) -> StaleSessionError:
@@ -134,3 +176,40 @@ def trim_through(last_sequence: int, max_stored_events: int | None) -> int | Non
     if max_stored_events is None or last_sequence <= max_stored_events:
         return None
     return last_sequence - max_stored_events
+
+
+class Appended(NamedTuple):
+    """What the writer thread reports for a stored append (the loop builds the rest)."""
+
+    first_sequence: int
+    version: int
+    updated_at_us: int
+
+
+class AlreadyStored(NamedTuple):
+    """Every event of the append was already stored identically (a retried call)."""
+
+    events: list[Event]
+    version: int
+    updated_at_us: int
+
+
+def append_outcome(command: AppendCommand, result: Appended | AlreadyStored) -> AppendOutcome:
+    """What the service gets for a stored append (a retry gets the stored events)."""
+    if isinstance(result, AlreadyStored):
+        # A retried call: the caller's copies learn the sequences they were stored with.
+        for prepared, stored in zip(command.events, result.events, strict=True):
+            prepared.event.__dict__["sequence"] = stored.sequence
+        return AppendOutcome(
+            events=result.events,
+            version=result.version,
+            updated_at=from_micros(result.updated_at_us),
+            duplicate=True,
+        )
+    events = []
+    for sequence, prepared in enumerate(command.events, start=result.first_sequence):
+        # The prepared event is the service's private copy: give it its sequence in
+        # place (a trusted int, so without assignment validation).
+        prepared.event.__dict__["sequence"] = sequence
+        events.append(prepared.event)
+    return AppendOutcome(events=events, version=result.version, updated_at=command.now)

@@ -7,9 +7,9 @@ no other identifier or value is ever spliced into SQL text.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
-from .codec import EVENT_SELECT, SESSION_SELECT
+from ..codec import EVENT_SELECT, SESSION_SELECT
+from ..rules import Retention
 
 _LIVE = "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > :now)"
 
@@ -142,19 +142,6 @@ _TEMPLATES = {
     "expired_scopes": """
         SELECT kind, app_name, user_id FROM {p}state_scopes WHERE expires_at <= ? LIMIT ?""",
 }
-
-
-class Retention(NamedTuple):
-    """The store's retention rules, in microseconds (None: never)."""
-
-    session_ttl_us: int | None = None
-    app_state_ttl_us: int | None = None
-    user_state_ttl_us: int | None = None
-    soft_delete: bool = False
-    max_stored_events: int | None = None
-
-    def expiry(self, now_us: int, ttl_us: int | None) -> int | None:
-        return None if ttl_us is None else now_us + ttl_us
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,9 +6,6 @@ come from a single snapshot even while the writer commits.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,13 +13,14 @@ from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
-from ...errors import InvalidInputError
 from ...models import Event, Session, SessionPage, Summary
 from ...state import merged_view
 from ...timestamps import to_micros
 from ..base import EventFilter, EventQuery, SessionKey
-from .codec import (
+from ..codec import (
     SessionRow,
+    decode_cursor,
+    encode_cursor,
     event_from_row,
     session_from_row,
     state_from_rows,
@@ -136,24 +134,6 @@ def get_session(
 ) -> Session | None:
     row = find_live_session(conn, q, key, now_us)
     return None if row is None else load_session(conn, q, row, query, now_us)
-
-
-def encode_cursor(updated_at_us: int, pk: int) -> str:
-    raw = json.dumps([updated_at_us, pk]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        updated_at_us, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not (isinstance(updated_at_us, int) and isinstance(pk, int)):
-            raise TypeError
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidInputError(
-            f"cursor {cursor!r} is not a cursor returned by list_sessions", field="cursor"
-        ) from None
-    return updated_at_us, pk
 
 
 @in_read_transaction

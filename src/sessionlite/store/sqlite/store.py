@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from pydantic import JsonValue
 from ...config import ServiceOptions
 from ...errors import DatabaseLockedError, StorageError
 from ...models import Event, Session, SessionPage, Summary
-from ...timestamps import from_micros, to_micros
+from ...timestamps import to_micros
 from ..base import (
     AppendCommand,
     AppendOutcome,
@@ -25,11 +25,12 @@ from ..base import (
     SessionKey,
     SessionWrite,
 )
+from ..rules import AlreadyStored, Appended, Retention, append_outcome
 from . import cleanup, reads, schema, writes
 from .connection import ReaderPool, ThreadConnection
-from .queries import Queries, Retention
+from .queries import Queries
 from .writer import GroupCommitWriter
-from .writes import AlreadyStored, Appended, AppendJob, CallJob
+from .writes import AppendJob, CallJob
 
 MEMORY = ":memory:"
 
@@ -46,7 +47,7 @@ class SqliteStore:
     def __init__(self, path: str, options: ServiceOptions) -> None:
         self.path = path
         self._options = options
-        self._queries = Queries.for_prefix(options.table_prefix, _retention(options))
+        self._queries = Queries.for_prefix(options.table_prefix, Retention.from_options(options))
         self._writer_conn: ThreadConnection | None = None
         self._readers: ReaderPool | None = None
         self._writer: GroupCommitWriter | None = None
@@ -193,7 +194,7 @@ class SqliteStore:
         if self._writer is None:
             raise StorageError("the store is not open")
         result = await self._writer.submit(AppendJob.build(command))
-        return _outcome(command, result)
+        return append_outcome(command, result)
 
     async def append_batch(
         self, commands: Sequence[AppendCommand]
@@ -203,7 +204,7 @@ class SqliteStore:
         jobs = [AppendJob.build(command) for command in commands]
         results = await self._writer.run_now(jobs)
         return [
-            result if isinstance(result, Exception) else _outcome(command, result)
+            result if isinstance(result, Exception) else append_outcome(command, result)
             for command, result in zip(commands, results, strict=True)
         ]
 
@@ -222,7 +223,7 @@ class SqliteStore:
             return result  # type: ignore[no-any-return]
 
         result = await self._writer.submit(CallJob(replace))
-        return _outcome(command, result)
+        return append_outcome(command, result)
 
     async def read_events(
         self, key: SessionKey, flt: EventFilter, *, limit: int, now: datetime
@@ -316,40 +317,6 @@ class SqliteStore:
             cleanup.cleanup_step, to_micros(now), to_micros(purge_before)
         )
         return step
-
-
-def _micros(duration: timedelta | None) -> int | None:
-    return None if duration is None else duration // timedelta(microseconds=1)
-
-
-def _retention(options: ServiceOptions) -> Retention:
-    return Retention(
-        session_ttl_us=_micros(options.session_ttl),
-        app_state_ttl_us=_micros(options.app_state_ttl),
-        user_state_ttl_us=_micros(options.user_state_ttl),
-        soft_delete=options.soft_delete,
-        max_stored_events=options.max_stored_events,
-    )
-
-
-def _outcome(command: AppendCommand, result: Appended | AlreadyStored) -> AppendOutcome:
-    if isinstance(result, AlreadyStored):
-        # A retried call: the caller's copies learn the sequences they were stored with.
-        for prepared, stored in zip(command.events, result.events, strict=True):
-            prepared.event.__dict__["sequence"] = stored.sequence
-        return AppendOutcome(
-            events=result.events,
-            version=result.version,
-            updated_at=from_micros(result.updated_at_us),
-            duplicate=True,
-        )
-    events = []
-    for sequence, prepared in enumerate(command.events, start=result.first_sequence):
-        # The prepared event is the service's private copy: give it its sequence in
-        # place (a trusted int, so without assignment validation).
-        prepared.event.__dict__["sequence"] = sequence
-        events.append(prepared.event)
-    return AppendOutcome(events=events, version=result.version, updated_at=command.now)
 
 
 def _check_file_path(path: str) -> None:

@@ -39,16 +39,19 @@ from ..base import (
     SessionWrite,
     not_found,
 )
+from ..codec import dumps, event_from_row, event_row, loads
 from ..rules import (
+    AlreadyStored,
+    Appended,
     SessionCursor,
     StoredEvent,
     advance,
+    scope_expired,
     stale_error,
     stored_retry,
     trim_through,
 )
 from .bulk import run_values
-from .codec import dumps, event_from_row, event_row, loads
 from .queries import Queries
 from .reads import find_live_session, load_session
 
@@ -70,22 +73,6 @@ class AppendJob(NamedTuple):
     @classmethod
     def build(cls, command: AppendCommand) -> AppendJob:
         return cls(command, to_micros(command.now))
-
-
-class Appended(NamedTuple):
-    """What the writer thread reports for a stored append (the loop builds the rest)."""
-
-    first_sequence: int
-    version: int
-    updated_at_us: int
-
-
-class AlreadyStored(NamedTuple):
-    """Every event of the append was already stored identically (a retried call)."""
-
-    events: list[Event]
-    version: int
-    updated_at_us: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,7 +432,7 @@ def _touch_scope(
     scope must not bring its old keys back: they are dropped first.
     """
     row = conn.execute(q.scope_expiry, (kind, app_name, user_id)).fetchone()
-    if row is not None and row[0] is not None and row[0] <= now_us:
+    if row is not None and scope_expired(row[0], now_us):
         if kind == "app":
             conn.execute(q.clear_app_state, (app_name,))
         else:

@@ -1,4 +1,8 @@
-"""Rows to models and back: one function per type, nothing else touches row layouts.
+"""Rows to models and back, for both backends: one function per type.
+
+Both backends store the same row layout: JSON text for values, bodies and metadata,
+integer microseconds since the Unix epoch (UTC) for timestamps, so this is the one
+place that decodes them.
 
 A row that does not decode raises :class:`~sessionlite.DatabaseCorruptError`; rows are
 never skipped silently.
@@ -6,6 +10,8 @@ never skipped silently.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterable
 from datetime import datetime
@@ -14,10 +20,10 @@ from typing import Any
 import pydantic_core
 from pydantic import JsonValue, ValidationError
 
-from ...errors import DatabaseCorruptError, InvalidInputError
-from ...models import Event, Session, Summary, trusted_event
-from ...timestamps import from_micros, to_micros
-from ...validation import EventSnapshot
+from ..errors import DatabaseCorruptError, InvalidInputError
+from ..models import Event, Session, Summary, trusted_event
+from ..timestamps import from_micros, to_micros
+from ..validation import EventSnapshot
 
 EVENT_SELECT = "sequence, event_id, author, timestamp, branch, body"
 SESSION_SELECT = (
@@ -173,3 +179,24 @@ def summary_from_row(row: tuple[str, str, int, int]) -> Summary:
         )
     except ValidationError as exc:
         raise DatabaseCorruptError(f"stored summary {branch!r} does not decode: {exc}") from exc
+
+
+# -- list_sessions page cursors: (updated_at, pk) of the last session of a page -----
+
+
+def encode_cursor(updated_at_us: int, pk: int) -> str:
+    raw = json.dumps([updated_at_us, pk]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        updated_at_us, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not (isinstance(updated_at_us, int) and isinstance(pk, int)):
+            raise TypeError
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidInputError(
+            f"cursor {cursor!r} is not a cursor returned by list_sessions", field="cursor"
+        ) from None
+    return updated_at_us, pk

@@ -1,0 +1,214 @@
+"""Read transactions: each read is one pipelined round trip on one snapshot.
+
+A session read needs its row, its state (session, app and user scopes), its newest
+events and its summaries. The statements go out together in pipeline mode, each
+finding the session by its key, inside one ``REPEATABLE READ`` transaction, so they
+see a single snapshot even while other servers commit, and cost one round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection, AsyncCursor
+from pydantic import JsonValue
+
+from ...models import Event, Session, SessionPage, Summary
+from ...state import merged_view
+from ...timestamps import to_micros
+from ..base import EventFilter, EventQuery, SessionKey
+from ..codec import (
+    decode_cursor,
+    encode_cursor,
+    event_from_row,
+    session_from_row,
+    state_from_rows,
+    summary_from_row,
+)
+from .queries import Queries
+
+Conn = AsyncConnection[Any]
+
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+def key_params(key: SessionKey, now_us: int) -> dict[str, Any]:
+    return {"app": key.app_name, "user": key.user_id, "sid": key.session_id, "now": now_us}
+
+
+def _event_params(params: dict[str, Any], query: EventQuery) -> dict[str, Any]:
+    params = {**params, "limit": query.limit}
+    if query.after is not None:
+        params["after"] = to_micros(query.after)
+    if query.branch:
+        params["branch"], params["branch_prefix"] = query.branch, query.branch + "/"
+    return params
+
+
+async def load_session(
+    conn: Conn,
+    q: Queries,
+    key: SessionKey,
+    query: EventQuery,
+    now_us: int,
+    *,
+    snapshot: bool = False,
+) -> Session | None:
+    """The live session with its state, newest events and summaries, or None.
+
+    With ``snapshot`` the statements run in a read-only transaction of their own;
+    without, in the caller's (a write transaction that just created the session).
+    """
+    params = key_params(key, now_us)
+    events: AsyncCursor[Any] | None = None
+    async with conn.pipeline():
+        if snapshot:
+            await conn.execute(_BEGIN_READ)
+        session = await conn.execute(q.live_session, params)
+        session_state = await conn.execute(q.session_state_by_key, params)
+        app_state = await conn.execute(q.app_state, params)
+        user_state = await conn.execute(q.user_state, params)
+        if query.limit != 0:
+            sql = q.events_query(
+                by_key=True,
+                after=query.after is not None,
+                branch=bool(query.branch),
+                newest_first=True,
+            )
+            events = await conn.execute(sql, _event_params(params, query))
+        summaries = await conn.execute(q.summaries_by_key, params)
+        if snapshot:
+            await conn.execute("COMMIT")
+    row = await session.fetchone()
+    if row is None:
+        return None
+    event_rows = [] if events is None else await events.fetchall()
+    event_rows.reverse()
+    found: dict[str, Summary] = {}
+    for summary_row in await summaries.fetchall():
+        summary = summary_from_row(summary_row)
+        found[summary.branch] = summary
+    state = merged_view(
+        state_from_rows(await session_state.fetchall(), f"state of session {key.session_id!r}"),
+        state_from_rows(await app_state.fetchall(), f"app state of {key.app_name!r}"),
+        state_from_rows(await user_state.fetchall(), f"user state of {key.user_id!r}"),
+    )
+    return session_from_row(
+        row, state=state, events=[event_from_row(r) for r in event_rows], summaries=found
+    )
+
+
+async def get_session(
+    conn: Conn, q: Queries, key: SessionKey, query: EventQuery, now_us: int
+) -> Session | None:
+    return await load_session(conn, q, key, query, now_us, snapshot=True)
+
+
+async def list_sessions(
+    conn: Conn,
+    q: Queries,
+    app_name: str,
+    user_id: str | None,
+    limit: int,
+    cursor: str | None,
+    now_us: int,
+) -> SessionPage:
+    params: dict[str, Any] = {"app": app_name, "now": now_us, "limit": limit + 1}
+    if user_id is not None:
+        params["user"] = user_id
+    if cursor is not None:
+        params["cursor_at"], params["cursor_pk"] = decode_cursor(cursor)
+    sql = q.list_query(by_user=user_id is not None, after_cursor=cursor is not None)
+    await conn.execute(_BEGIN_READ)
+    try:
+        rows = await (await conn.execute(sql, params)).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        # Every listed session's state in one pipelined round trip, same snapshot.
+        async with conn.pipeline():
+            pending = []
+            for row in rows:
+                pk, app, user = row[0], row[1], row[2]
+                scope = {"app": app, "user": user, "now": now_us}
+                pending.append(
+                    (
+                        await conn.execute(q.session_state, (pk,)),
+                        await conn.execute(q.app_state, scope),
+                        await conn.execute(q.user_state, scope),
+                    )
+                )
+        sessions = []
+        for row, (session_state, app_state, user_state) in zip(rows, pending, strict=True):
+            state = merged_view(
+                state_from_rows(await session_state.fetchall(), f"state of session {row[3]!r}"),
+                state_from_rows(await app_state.fetchall(), f"app state of {row[1]!r}"),
+                state_from_rows(await user_state.fetchall(), f"user state of {row[2]!r}"),
+            )
+            sessions.append(session_from_row(row, state=state, events=[], summaries={}))
+    finally:
+        await conn.execute("COMMIT")
+    next_cursor = encode_cursor(rows[-1][7], rows[-1][0]) if more and rows else None
+    return SessionPage(sessions=sessions, next_cursor=next_cursor)
+
+
+async def read_events(
+    conn: Conn, q: Queries, key: SessionKey, flt: EventFilter, limit: int, now_us: int
+) -> list[Event] | None:
+    params = key_params(key, now_us)
+    params["limit"] = limit
+    if flt.after_sequence is not None:
+        params["after_sequence"] = flt.after_sequence
+    if flt.since is not None:
+        params["after"] = to_micros(flt.since)
+    if flt.until is not None:
+        params["until"] = to_micros(flt.until)
+    if flt.author is not None:
+        params["author"] = flt.author
+    if flt.branch:
+        params["branch"], params["branch_prefix"] = flt.branch, flt.branch + "/"
+    sql = q.events_query(
+        by_key=True,
+        after_sequence=flt.after_sequence is not None,
+        after=flt.since is not None,
+        until=flt.until is not None,
+        author=flt.author is not None,
+        branch=bool(flt.branch),
+    )
+    async with conn.pipeline():
+        await conn.execute(_BEGIN_READ)
+        session = await conn.execute(q.live_session, params)
+        events = await conn.execute(sql, params)
+        await conn.execute("COMMIT")
+    if await session.fetchone() is None:
+        return None
+    return [event_from_row(row) for row in await events.fetchall()]
+
+
+async def get_app_state(conn: Conn, q: Queries, app_name: str, now_us: int) -> dict[str, JsonValue]:
+    cursor = await conn.execute(q.app_state, {"app": app_name, "now": now_us})
+    return state_from_rows(await cursor.fetchall(), f"app state of {app_name!r}")
+
+
+async def get_user_state(
+    conn: Conn, q: Queries, app_name: str, user_id: str, now_us: int
+) -> dict[str, JsonValue]:
+    cursor = await conn.execute(q.user_state, {"app": app_name, "user": user_id, "now": now_us})
+    return state_from_rows(await cursor.fetchall(), f"user state of {user_id!r}")
+
+
+async def get_summary(
+    conn: Conn, q: Queries, key: SessionKey, branch: str, now_us: int
+) -> Summary | None:
+    """The branch's summary, else the whole-session one; None if neither or no session."""
+    params = {**key_params(key, now_us), "branch": branch, "branches": [branch, ""]}
+    cursor = await conn.execute(q.summary_for_branch, params)
+    row = await cursor.fetchone()
+    return None if row is None else summary_from_row(row)
+
+
+async def has_cleanup_work(conn: Conn, q: Queries, now_us: int, purge_before_us: int) -> bool:
+    cursor = await conn.execute(
+        q.has_cleanup_work, {"now": now_us, "purge_before": purge_before_us}
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])
