@@ -182,9 +182,11 @@ def check_json_object(value: Any, what: str) -> dict[str, JsonValue]:
 
 
 def check_text(value: Any, what: str, *, allow_empty: bool = False) -> str:
-    """A non-empty string that SQLite can store (valid UTF-8: no lone surrogates)."""
-    if type(value) is str and value.isascii() and (value or allow_empty):
-        return value  # the common case, in O(1)
+    """A non-empty string that every backend can store as text: valid UTF-8 (no lone
+    surrogates) and no NUL character (PostgreSQL text cannot hold one; SQLite could, but
+    the same input gets the same answer on both backends)."""
+    if type(value) is str and value.isascii() and (value or allow_empty) and _NUL not in value:
+        return value  # the common case
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be a str, got {type(value).__name__}", field=what)
     if not value and not allow_empty:
@@ -192,6 +194,23 @@ def check_text(value: Any, what: str, *, allow_empty: bool = False) -> str:
     if not _is_utf8(value):
         raise InvalidInputError(
             f"{what} contains a lone surrogate and is not valid unicode", field=what
+        )
+    check_no_nul(value, what)
+    return value
+
+
+_NUL = "\x00"
+
+
+def check_no_nul(value: str, what: str) -> str:
+    """``value`` unless it holds a NUL character, which no backend stores as text.
+
+    (Inside JSON values a NUL is fine: it is stored escaped, as ``\\u0000``.)
+    """
+    if _NUL in value:
+        raise InvalidInputError(
+            f"{what} contains a NUL character (\\x00), which cannot be stored as text",
+            field=what,
         )
     return value
 
@@ -236,6 +255,7 @@ _SCOPE_PREFIXES = (APP_PREFIX, USER_PREFIX, TEMP_PREFIX)
 def check_state_keys(state: dict[str, JsonValue], what: str) -> dict[str, JsonValue]:
     """``state`` itself unless a key is a bare scope prefix (``"app:"``: no key after it)."""
     for key in state:
+        check_no_nul(key, f"{what} key")
         if key in _SCOPE_PREFIXES:
             raise InvalidInputError(
                 f"{what} key {key!r} is a scope prefix without a key; write {key}name",
@@ -253,6 +273,7 @@ def check_plain_keys(
     ``"app:"`` / ``"user:"`` name in an event's delta, which is refused there too.
     """
     for key in delta:
+        check_no_nul(key, "delta key")
         if key.startswith(_SCOPE_PREFIXES):
             raise InvalidInputError(
                 f"key {key!r} carries a scope prefix; direct state calls take plain keys "

@@ -14,6 +14,7 @@ from ..models import Event, Summary
 from ..stats import Counters
 from ..store.base import EventFilter, EventQuery, SessionKey, Storage
 from ..summaries import Summarizer, SummaryRequest
+from ..validation import check_no_nul
 
 EventReader = Callable[[SessionKey, EventFilter], AsyncIterator[Event]]
 Barrier = Callable[[SessionKey], Awaitable[None]]
@@ -98,6 +99,7 @@ class SummaryJobRunner:
                 f"the summarizer returned {type(text).__name__}; it must return str or None",
                 field="summarizer",
             )
+        check_no_nul(text, "the summary text")
         through = events[-1].sequence if events else after
         summary = Summary(
             branch=branch, text=text, through_sequence=through or 0, updated_at=self._clock()
