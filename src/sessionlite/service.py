@@ -84,7 +84,7 @@ def _checked_clock(clock: Callable[[], datetime]) -> Callable[[], datetime]:
 
 
 class SessionService:
-    """An asyncio session store for AI agents, on SQLite.
+    """An asyncio session store for AI agents, on SQLite or PostgreSQL.
 
     Use it as an async context manager (or call :meth:`open` and :meth:`aclose`)::
 
@@ -95,13 +95,16 @@ class SessionService:
     Args:
         database: a SQLite file path (``~`` expanded); ``None`` for the per-user data
             dir (:func:`default_db_path`); ``":memory:"`` for a private in-memory
-            database; or a ready :class:`~sessionlite.store.base.Storage` object (tests,
-            third-party backends). ``path=`` is an alias.
+            database; a ``postgresql://`` (or ``postgres://``) URL for PostgreSQL
+            (``pip install "sessionlite[postgres]"``); or a ready
+            :class:`~sessionlite.store.base.Storage` object (tests, third-party
+            backends). ``path=`` is an alias.
         table_prefix: prefix of every table and index.
         create_schema: create or migrate the schema on open (``False``: you manage DDL).
         synchronous: SQLite's ``synchronous`` level, ``"NORMAL"`` (the default) or
             ``"FULL"``. SQLite only.
-        busy_timeout: how long a write waits for another process's lock.
+        busy_timeout: how long a write waits for another process's lock (PostgreSQL:
+            for a row lock or a pooled connection).
         event_limit: most events ``get_session`` returns by default (``None``: all).
         max_stored_events: keep only each session's newest N events on disk.
         session_ttl: sessions expire this long after their last write.
