@@ -42,7 +42,13 @@ from sessionlite.integrations.adk import (
 )
 from sessionlite.testing import ManualClock
 
-IMPLEMENTATIONS = ["sessionlite-file", "sessionlite-memory", "sessionlite-async", "adk-sqlite"]
+IMPLEMENTATIONS = [
+    "sessionlite-file",
+    "sessionlite-memory",
+    "sessionlite-async",
+    "sessionlite-postgres-uri",
+    "adk-sqlite",
+]
 
 
 def ticking_clock() -> Callable[[], datetime]:
@@ -65,6 +71,9 @@ async def adk_service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         service = SessionliteSessionService(
             tmp_path / "sl.db", async_persist=True, clock=ticking_clock()
         )
+    elif kind == "sessionlite-postgres-uri":  # as ADK's service registry builds it
+        url = request.getfixturevalue("postgres_url")
+        service = SessionliteSessionService(uri=f"sessionlite+{url}", clock=ticking_clock())
     else:
         service = SessionliteSessionService(tmp_path / "sl.db", clock=ticking_clock())
     yield service
@@ -954,8 +963,6 @@ async def test_built_from_a_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_bad_uri_arguments(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match="PostgreSQL backend is not available yet"):
-        SessionliteSessionService(uri="sessionlite+postgresql://u:secret@db/app")
     with pytest.raises(InvalidInputError, match="both in the URI and as keyword"):
         SessionliteSessionService(uri="sessionlite:///x.db?event_limit=5", event_limit=6)
     with pytest.raises(InvalidInputError, match="detect_stale_sessions is given both"):

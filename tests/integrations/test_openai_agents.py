@@ -45,6 +45,7 @@ IMPLEMENTATIONS = [
     "sessionlite-memory",
     "sessionlite-async",
     "sessionlite-owned",
+    "sessionlite-postgres",
     "sdk-sqlite",
 ]
 
@@ -82,7 +83,9 @@ async def make_session(
             session.close()
         return
     options: dict[str, Any] = {"async_persist": True} if kind == "sessionlite-async" else {}
-    path = ":memory:" if kind == "sessionlite-memory" else tmp_path / "sl.db"
+    path: str | Path = ":memory:" if kind == "sessionlite-memory" else tmp_path / "sl.db"
+    if kind == "sessionlite-postgres":
+        path = request.getfixturevalue("postgres_url")
     async with SessionService(path, **options) as service:
 
         def build(session_id: str, **kwargs: Any) -> SessionliteSession:

@@ -297,12 +297,6 @@ def _from_uri(
     """What ``SessionliteSessionService(uri=...)`` opens: the database, its options and
     whether to detect stale sessions (keyword options and the URI's together)."""
     database, from_uri = parse_session_uri(uri)
-    if database.startswith(tuple(f"{scheme}:" for scheme in _DATABASE_SCHEMES)):
-        # The URL is parsed and kept: drop this check once SessionService opens it.
-        raise _uri_error(
-            f"{URI_SCHEME}+postgresql URIs: sessionlite's PostgreSQL backend is not "
-            f"available yet; use {URI_SCHEME}:///path/to/sessions.db"
-        )
     mine = {k: v for k, v in options.items() if k not in _ADK_FACTORY_KWARGS}
     if _DETECT_STALE in from_uri:
         if not detect_stale_sessions:
