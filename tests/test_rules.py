@@ -16,6 +16,7 @@ from sessionlite.store.rules import (
     advance,
     stale_error,
     stored_retry,
+    summary_supersedes,
     trim_through,
 )
 from sessionlite.validation import EventSnapshot
@@ -69,3 +70,10 @@ def test_stale_error_says_both_versions() -> None:
     error = stale_error(KEY, 3, 5)
     assert (error.expected_version, error.actual_version) == (3, 5)
     assert "version 5, not 3" in str(error)
+
+
+def test_a_summary_never_goes_backwards() -> None:
+    assert summary_supersedes(None, 0)
+    assert summary_supersedes(10, 10)  # a re-run over the same events replaces it
+    assert summary_supersedes(10, 12)
+    assert not summary_supersedes(10, 9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from sessionlite import (
     SummaryRequest,
 )
 from sessionlite.crossloop import CrossLoopEvent
+from sessionlite.store.base import SessionKey
 from sessionlite.testing import FakeSummarizer, ManualClock
 
 MakeService = Callable[..., SessionService]
@@ -404,3 +406,21 @@ async def test_overlapping_jobs_for_one_session_never_go_backwards(
         assert second.previous is not None
         assert second.previous.through_sequence == 10
         assert some(await stored(service)).through_sequence == 20
+
+
+async def test_the_store_keeps_the_newer_summary(make_service: MakeService) -> None:
+    """Another process may store a newer summary while a slow job runs: the older one
+    that finishes last is not written over it (on every backend)."""
+    async with make_service() as service:
+        session = await new_session(service)
+        key = SessionKey(session.app_name, session.user_id, session.id)
+        at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        store = service._store
+        newer = Summary(branch="", text="newer", through_sequence=20, updated_at=at)
+        older = Summary(branch="", text="older", through_sequence=10, updated_at=at)
+        assert await store.put_summary(key, newer, now=at)
+        assert await store.put_summary(key, older, now=at)
+        assert some(await stored(service)).text == "newer"
+        again = Summary(branch="", text="again", through_sequence=20, updated_at=at)
+        assert await store.put_summary(key, again, now=at)
+        assert some(await stored(service)).text == "again"

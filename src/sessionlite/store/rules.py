@@ -33,6 +33,7 @@ __all__ = [
     "scope_expired",
     "stale_error",
     "stored_retry",
+    "summary_supersedes",
     "trim_through",
 ]
 
@@ -83,6 +84,12 @@ class Retention(NamedTuple):
 
 def _micros(duration: timedelta | None) -> int | None:
     return None if duration is None else duration // timedelta(microseconds=1)
+
+
+def summary_supersedes(stored_through: int | None, new_through: int) -> bool:
+    """Whether a new summary replaces the stored one of its branch: a summary never goes
+    backwards (a slow job, or another process, may finish after a newer one)."""
+    return stored_through is None or new_through >= stored_through
 
 
 def scope_expired(expires_at_us: int | None, now_us: int) -> bool:

@@ -149,9 +149,9 @@ _TEMPLATES = {
         INSERT INTO {summaries} (session_pk, branch, text, through_sequence, updated_at)
         VALUES (%s, %s, %s, %s, %s)
         ON CONFLICT (session_pk, branch) DO UPDATE SET text = excluded.text,
-            through_sequence = excluded.through_sequence, updated_at = excluded.updated_at
-        -- Never go backwards (another server may have summarized further meanwhile).
-        WHERE excluded.through_sequence >= {summaries}.through_sequence""",
+            through_sequence = excluded.through_sequence, updated_at = excluded.updated_at""",
+    "stored_summary": """
+        SELECT through_sequence FROM {summaries} WHERE session_pk = %s AND branch = %s""",
     # -- cleanup (small transactions; rows another server is working on are skipped) ----
     "cleaner_lock": "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
     "expire_sessions": """
@@ -211,6 +211,7 @@ class Queries:
     delete_scope: str
     delete_summaries: str
     upsert_summary: str
+    stored_summary: str
     cleaner_lock: str
     expire_sessions: str
     purge_candidate: str

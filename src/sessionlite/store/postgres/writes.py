@@ -34,6 +34,7 @@ from ..rules import (
     scope_expired,
     stale_error,
     stored_retry,
+    summary_supersedes,
     trim_through,
 )
 from .errors import is_transient
@@ -525,9 +526,13 @@ async def put_summary(
     conn: Conn, q: Queries, key: SessionKey, summary: Summary, now_us: int
 ) -> bool:
     """Store a summary if the session is still live; False when it is gone."""
-    session = await _session_for_write(conn, q, key, now_us)
+    session = await _session_for_write(conn, q, key, now_us)  # locked: one writer at a time
     if session is None:
         return False
+    cursor = await conn.execute(q.stored_summary, (session.pk, summary.branch))
+    stored = await cursor.fetchone()
+    if not summary_supersedes(None if stored is None else stored[0], summary.through_sequence):
+        return True  # a newer summary is already stored: it stays
     await conn.execute(
         q.upsert_summary,
         (

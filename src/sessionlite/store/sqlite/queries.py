@@ -126,9 +126,7 @@ _TEMPLATES = {
         INSERT INTO {p}summaries (session_pk, branch, text, through_sequence, updated_at)
         VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (session_pk, branch) DO UPDATE SET text = excluded.text,
-            through_sequence = excluded.through_sequence, updated_at = excluded.updated_at
-        -- Never go backwards (another process may have summarized further meanwhile).
-        WHERE excluded.through_sequence >= {p}summaries.through_sequence""",
+            through_sequence = excluded.through_sequence, updated_at = excluded.updated_at""",
     # -- cleanup (small transactions; each statement is bounded by a LIMIT) ----------
     "has_cleanup_work": """
         SELECT EXISTS (SELECT 1 FROM {p}sessions

@@ -49,6 +49,7 @@ from ..rules import (
     scope_expired,
     stale_error,
     stored_retry,
+    summary_supersedes,
     trim_through,
 )
 from .bulk import run_values
@@ -609,6 +610,9 @@ def put_summary(
     session = _session_for_write(conn, q, key, now_us)
     if session is None:
         return False
+    stored = conn.execute(q.summary_for_branch, (session.pk, summary.branch)).fetchone()
+    if not summary_supersedes(None if stored is None else stored[2], summary.through_sequence):
+        return True  # a newer summary is already stored: it stays
     conn.execute(
         q.upsert_summary,
         (
