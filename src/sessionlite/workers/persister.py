@@ -40,7 +40,10 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 10_000  # commands per background transaction at most
 YIELD_EVERY = 32  # accepted appends between two passes through the event loop
-RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds between attempts after a transient error
+# Seconds between attempts after a transient error (a lock held by another process, a
+# database server restarting): doubling up to 2 s, for about a minute in all, so a
+# PostgreSQL restart or failover does not turn accepted events into failures.
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, *([2.0] * 27))
 
 
 @dataclasses.dataclass(eq=False)

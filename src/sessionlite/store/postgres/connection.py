@@ -57,9 +57,11 @@ def make_pool(
         kwargs={"autocommit": True, "prepare_threshold": 2 if prepared_statements else None},
         name=name,
         open=False,
-        # Connections are replaced after a failure; failing to reconnect never closes
-        # the pool (calls fail with StorageUnavailableError until the server is back).
-        reconnect_timeout=0,
+        # A failed connection attempt is retried (with backoff) for as long as a caller
+        # waits for a connection, so a server back within busy_timeout serves the calls
+        # already waiting; after that the pool gives the attempt up and makes new ones
+        # on demand (calls fail with StorageUnavailableError until the server is back).
+        reconnect_timeout=max(1.0, timeout.total_seconds()),
     )
 
 

@@ -153,10 +153,15 @@ class PostgresStore:
             try:
                 return await attempt()
             except StorageUnavailableError as error:
-                self._check_connections()
                 if not retry or _pool_timeout(error):
+                    self._check_connections()
                     raise
-                return await attempt()
+            # A broken pooled connection (the server restarted since it was used): after
+            # a restart every idle one is broken, so test them all, then try once more.
+            pool = self._pool
+            assert pool is not None
+            await pool.check()
+            return await attempt()
 
         return await self._bridge.run(run)
 
