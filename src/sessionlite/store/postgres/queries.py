@@ -153,7 +153,9 @@ _TEMPLATES = {
     "stored_summary": """
         SELECT through_sequence FROM {summaries} WHERE session_pk = %s AND branch = %s""",
     # -- cleanup (small transactions; rows another server is working on are skipped) ----
-    "cleaner_lock": "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
+    # Keyed by schema and prefix: the tables' own cleaners exclude each other, others not.
+    "cleaner_lock": """
+        SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || %s, 0))""",
     "expire_sessions": """
         UPDATE {sessions} SET deleted_at = %(now)s WHERE pk IN (
             SELECT pk FROM {sessions} WHERE deleted_at IS NULL AND expires_at <= %(now)s

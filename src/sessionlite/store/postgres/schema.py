@@ -157,7 +157,8 @@ def render(template: str, prefix: str) -> str:
 
 
 def lock_key(prefix: str) -> str:
-    """The advisory lock text that serializes schema changes of one prefix."""
+    """The advisory lock text that serializes schema changes of one prefix (with the
+    schema's name in front: tables in other schemas are changed independently)."""
     return f"sessionlite schema {prefix}"
 
 
@@ -211,7 +212,8 @@ async def migrate(conn: AsyncConnection[Any], prefix: str, where: str) -> int:
     """
     async with conn.transaction():
         await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key(prefix),)
+            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || %s, 0))",
+            (lock_key(prefix),),
         )
         before = await stored_version(conn, prefix)
         check_version(before, where)
