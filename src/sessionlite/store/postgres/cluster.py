@@ -5,8 +5,12 @@ the server programs run as the ``postgres`` user (``runuser``), in a directory h
 to that user. Everything lives under one temporary directory, listens on free local
 ports, trusts local connections, and is removed by :meth:`LocalCluster.destroy`.
 
-Used by the test suite (``tests/postgres.py``) and the benchmarks; it needs the server
+Used by the test suite (``tests/pgtest.py``), the benchmarks and CI; it needs the server
 programs (Debian: ``apt-get install postgresql pgbouncer``), found by :func:`find_bindir`.
+From a shell (CI starts the suite's server this way and stops it at the end)::
+
+    eval "$(python -m sessionlite.store.postgres.cluster up)"   # exports the URLs
+    python -m sessionlite.store.postgres.cluster down "$SESSIONLITE_PG_ROOT"
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import contextlib
 import glob
 import os
 import pwd
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -180,6 +187,7 @@ class LocalCluster:
             "max_client_conn = 500\ndefault_pool_size = 20\n"
             "ignore_startup_parameters = extra_float_digits,options\n"
             f"logfile = {self.root / 'pgbouncer.log'}\n"
+            f"pidfile = {self.root / 'pgbouncer.pid'}\n"
         )
         for path in (config, self.root / "userlist.txt"):
             if self._as_postgres:
@@ -216,6 +224,46 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 self._bouncer.kill()
             self._bouncer = None
-        with contextlib.suppress(RuntimeError):
-            self.stop("immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
+        destroy_at(self.root, self.bindir)
+
+
+def destroy_at(root: Path, bindir: Path) -> None:
+    """Stop the cluster (and pgbouncer) living in ``root`` and remove it."""
+    pidfile = root / "pgbouncer.pid"
+    if pidfile.exists():
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+    command = [str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop"]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, capture_output=True, check=False)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _main(argv: list[str]) -> int:
+    """``up``: start a cluster with pgbouncer, print ``export`` lines; ``down ROOT``."""
+    bindir = find_bindir()
+    if bindir is None:
+        print("no PostgreSQL server programs found (apt-get install postgresql)", file=sys.stderr)
+        return 1
+    if argv[:1] == ["up"]:
+        cluster = LocalCluster(bindir, fsync=False, pgbouncer=shutil.which("pgbouncer") is not None)
+        cluster.start()
+        exports = {
+            "SESSIONLITE_PG_ROOT": str(cluster.root),
+            "SESSIONLITE_TEST_POSTGRES_URL": cluster.url,
+        }
+        if cluster.bouncer_port is not None:
+            exports["SESSIONLITE_TEST_PGBOUNCER_URL"] = cluster.bouncer_url
+        for name, value in exports.items():
+            print(f"export {name}={shlex.quote(value)}")
+        return 0
+    if argv[:1] == ["down"] and len(argv) == 2:
+        destroy_at(Path(argv[1]), bindir)
+        return 0
+    print("usage: python -m sessionlite.store.postgres.cluster up | down ROOT", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
