@@ -271,3 +271,9 @@ def test_options_of_the_other_backend_are_refused_by_name(tmp_path: Path) -> Non
     assert SessionService(tmp_path / "x.db", synchronous="full").options.synchronous == "FULL"
     with pytest.raises(InvalidInputError, match="'synchronous'"):
         SessionService(tmp_path / "x.db", synchronous="OFF")  # type: ignore[arg-type]
+
+
+def test_a_malformed_postgresql_url_is_refused_without_showing_its_password() -> None:
+    with pytest.raises(InvalidInputError, match="not a valid PostgreSQL URL") as info:
+        SessionService("postgresql://bob:s3cret@db.example:notaport/agents?sslmode=bogus=1")
+    assert "s3cret" not in str(info.value)

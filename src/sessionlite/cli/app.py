@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from .. import __version__
 from ..config import DEFAULT_BUSY_TIMEOUT, parse_options
 from ..errors import DatabaseLockedError, InvalidInputError, SessionLiteError
 from ..service import default_db_path
+from ..store.factory import backend_of
 from ..store.sqlite.schema import SCHEMA_VERSION
 from .output import err_console
 
@@ -40,6 +42,8 @@ __all__ = [
     "UserFilter",
     "app",
     "check_file_arg",
+    "check_prefix",
+    "database_arg",
     "existing_db",
     "expand_user",
     "fail",
@@ -48,6 +52,7 @@ __all__ = [
     "new_or_existing_db",
     "remove_database",
     "run",
+    "sqlite_only",
     "target_of",
 ]
 
@@ -80,7 +85,8 @@ class _Group(TyperGroup):
 app = typer.Typer(
     name="sessionlite",
     cls=_Group,
-    help="Inspect, export, back up and maintain a sessionlite database.",
+    help="Inspect, export, copy, back up and maintain a sessionlite database: a SQLite file "
+    "or PostgreSQL.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -145,25 +151,60 @@ def run(fn: Callable[..., Any], *args: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """The global options: which database, with which table prefix and lock timeout."""
+    """The global options: which database, with which table prefix and lock timeout.
 
-    db: Path | None
+    ``db`` is a SQLite file, a ``postgresql://`` URL (a ``str``; see
+    :func:`database_arg`), or None for the default file (which a service creates with
+    its directory): what a :class:`~sessionlite.SessionService` opens.
+    """
+
+    db: Path | str | None
     table_prefix: str = ""
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT.total_seconds()
 
     @property
+    def url(self) -> str | None:
+        """The PostgreSQL URL; None for a SQLite file."""
+        return self.db if isinstance(self.db, str) else None
+
+    @property
     def path(self) -> Path:
+        """The SQLite file (commands check :attr:`url` first)."""
+        assert not isinstance(self.db, str), "a SQLite command given a PostgreSQL URL"
         return default_db_path() if self.db is None else self.db
+
+    @property
+    def name(self) -> str:
+        """The database in messages: the file, or the URL without its password."""
+        if self.url is None:
+            return str(self.path)
+        from ..store.postgres.connection import display_name
+
+        return display_name(self.url)
+
+    @property
+    def current_schema(self) -> int:
+        """The schema version this sessionlite writes on the target's backend."""
+        if self.url is None:
+            return SCHEMA_VERSION
+        from ..store.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
+
+        return POSTGRES_SCHEMA_VERSION
 
     def service_options(self, *, schema_version: int = 0) -> dict[str, Any]:
         """Options for a service on the database. Given the current schema version, the
         service only checks the schema instead of migrating it, so opening it takes no
         write lock: reading commands work while another process holds it."""
-        return {
+        options: dict[str, Any] = {
             "table_prefix": self.table_prefix,
             "busy_timeout": self.busy_timeout,
-            "create_schema": schema_version != SCHEMA_VERSION,
+            "create_schema": schema_version != self.current_schema,
         }
+        if self.url is not None:
+            # The command cannot tell whether a pooler in transaction mode (pgbouncer)
+            # stands in front of the server, and a short run gains little from them.
+            options["prepared_statements"] = False
+        return options
 
 
 def target_of(ctx: typer.Context) -> Target:
@@ -178,6 +219,35 @@ def expand_user(name: str) -> str:
     have done (it does not in ``--db=~/x.db``, quoted, or in ``SESSIONLITE_DB``).
     ``-``, ``:memory:`` and URLs pass unchanged."""
     return os.path.expanduser(name)
+
+
+def database_arg(name: str) -> Path | str:
+    """A database argument: a ``postgresql://`` URL (kept as a ``str``, checked and
+    with its driver importable) or a SQLite path (``~`` expanded). A bad URL is a
+    :class:`UsageError`."""
+    if backend_of(name) == "sqlite":
+        return Path(expand_user(name))
+    try:
+        from ..store.postgres.connection import display_name
+    except ImportError as exc:
+        raise UsageError(
+            f"a PostgreSQL URL needs the PostgreSQL driver ({exc.name} is not installed); "
+            'install it with: pip install "sessionlite[postgres]"'
+        ) from None
+    try:
+        display_name(name)
+    except InvalidInputError as exc:  # its message never shows the URL (a password)
+        raise UsageError(str(exc)) from None
+    return name
+
+
+def sqlite_only(target: Target, command: str, instead: str) -> None:
+    """Refuse a command that works on a SQLite file when ``--db`` is a URL: a usage
+    error saying what does its work on PostgreSQL (``instead``)."""
+    if target.url is not None:
+        raise UsageError(
+            f"{command} is a SQLite command and {target.name} is a PostgreSQL database: {instead}"
+        )
 
 
 def check_file_arg(path: Path, what: str) -> None:
@@ -216,6 +286,9 @@ def remove_database(path: Path) -> None:
 # -- global options -------------------------------------------------------------------
 
 
+_QUIET = logging.NullHandler()
+
+
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"sessionlite {__version__}")
@@ -226,11 +299,12 @@ def _show_version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     db: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--db",
             envvar="SESSIONLITE_DB",
-            help="Database file (default: the per-user data dir, as SessionService(None)).",
+            help="Database file, or a postgresql:// URL (default: a file in the per-user "
+            "data dir, as SessionService(None)).",
             show_default=False,
         ),
     ] = None,
@@ -248,12 +322,24 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Inspect, export, back up and maintain a sessionlite database."""
+    """Inspect, export, copy, back up and maintain a sessionlite database."""
+    # psycopg's pool logs each failed connection attempt; a failure is reported once,
+    # as the command's error (Python would print unhandled warnings to stderr).
+    logging.getLogger("psycopg").addHandler(_QUIET)
+    check_prefix(table_prefix)
+    try:
+        database = None if db is None else database_arg(db)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
+    ctx.obj = Target(database, table_prefix, busy_timeout)
+
+
+def check_prefix(table_prefix: str) -> None:
+    """A bad ``--table-prefix`` is a usage error."""
     try:
         parse_options(table_prefix=table_prefix)
     except InvalidInputError as exc:
         raise typer.BadParameter(str(exc), param_hint="--table-prefix") from None
-    ctx.obj = Target(None if db is None else Path(expand_user(str(db))), table_prefix, busy_timeout)
 
 
 # Options several commands share.

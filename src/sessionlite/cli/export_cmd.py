@@ -4,13 +4,18 @@ Streamed: session keys are read a page at a time (:data:`.queries.KEY_PAGE`), ea
 session's events through :meth:`~sessionlite.SessionService.iter_events`, so memory
 stays flat whatever the size of the database. A file is written next to its final name
 and renamed into place only when complete.
+
+Sessions come in (app, user, id) order and state keys sorted, by code point, on either
+backend: the same data exports to the same bytes from SQLite and from PostgreSQL.
+:func:`export_lines` produces the lines as models and hands each to a sink: here one
+that writes JSON, in ``copy`` the import's writer on another database.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Annotated
@@ -37,6 +42,7 @@ from .jsonl_format import (
     AppStateLine,
     EndLine,
     EventLine,
+    ExportLine,
     Header,
     SessionLine,
     SummaryEntry,
@@ -44,9 +50,12 @@ from .jsonl_format import (
     encode,
 )
 from .output import err_console, progress_bar
-from .queries import Reader, reader
+from .queries import DatabaseReader, reader
 
-__all__ = ["export"]
+__all__ = ["Sink", "export", "export_lines"]
+
+Sink = Callable[[ExportLine], Awaitable[None]]
+"""Where :func:`export_lines` hands each line."""
 
 
 @guarded
@@ -69,7 +78,8 @@ def export(
     output = expand_user(output)
     _check_output(output, overwrite)
     with reader(target) as db, _open_output(output) as out:
-        counts = run(_export, target, db, out, app_name, user_id, progress_bar(progress))
+        sink = _json_lines(out)
+        counts = run(export_lines, target, db, sink, progress_bar(progress), app_name, user_id)
     if output != "-":
         err_console().print(
             f"Exported {counts.sessions} sessions and {counts.events} events to {output}"
@@ -105,22 +115,39 @@ def _open_output(name: str) -> Iterator[IO[bytes]]:
         partial.unlink(missing_ok=True)
 
 
-async def _export(
+def _json_lines(out: IO[bytes]) -> Sink:
+    """A sink writing each line as JSON (events without their store-assigned sequence)."""
+
+    async def write(line: ExportLine) -> None:
+        out.write(
+            encode(line, exclude=NO_SEQUENCE) if isinstance(line, EventLine) else encode(line)
+        )
+
+    return write
+
+
+async def export_lines(
     target: Target,
-    db: Reader,
-    out: IO[bytes],
-    app_name: str | None,
-    user_id: str | None,
+    db: DatabaseReader,
+    sink: Sink,
     progress: Progress,
+    app_name: str | None = None,
+    user_id: str | None = None,
+    *,
+    description: str = "Exporting",
 ) -> EndLine:
+    """Hand the export of ``target`` (read through ``db``) to ``sink``, line by line:
+    the header, each session and its events, app and user state, the end line (also
+    returned). One session's events are in memory at most; ``progress`` counts sessions.
+    """
     end = EndLine(sessions=0, events=0)
-    out.write(encode(Header()))
+    await sink(Header())
     options = target.service_options(schema_version=db.schema_version)
-    async with SessionService(target.path, **options) as service:
+    async with SessionService(target.db, **options) as service:
         with progress:
-            task = progress.add_task("Exporting", total=db.count_sessions(app_name, user_id))
+            task = progress.add_task(description, total=db.count_sessions(app_name, user_id))
             for key in db.session_keys(app_name, user_id):
-                events = await _export_session(service, db, out, key)
+                events = await _export_session(service, db, sink, key)
                 if events is not None:
                     end.sessions += 1
                     end.events += events
@@ -128,18 +155,20 @@ async def _export(
         apps, users = db.state_scopes(app_name, user_id)
         for scope_app in apps:
             if state := await service.get_app_state(scope_app):
-                out.write(encode(AppStateLine(app_name=scope_app, state=state)))
+                await sink(AppStateLine(app_name=scope_app, state=dict(sorted(state.items()))))
         for scope_app, scope_user in users:
             if state := await service.get_user_state(scope_app, scope_user):
-                out.write(
-                    encode(UserStateLine(app_name=scope_app, user_id=scope_user, state=state))
+                await sink(
+                    UserStateLine(
+                        app_name=scope_app, user_id=scope_user, state=dict(sorted(state.items()))
+                    )
                 )
-    out.write(encode(end))
+    await sink(end)
     return end
 
 
 async def _export_session(
-    service: SessionService, db: Reader, out: IO[bytes], key: tuple[str, str, str]
+    service: SessionService, db: DatabaseReader, sink: Sink, key: tuple[str, str, str]
 ) -> int | None:
     """Write a session's line and its events; returns how many (None: it is gone)."""
     app_name, user_id, session_id = key
@@ -155,7 +184,9 @@ async def _export_session(
         agent_id=session.agent_id,
         metadata=session.metadata,
         state={
-            k: v for k, v in session.state.items() if not k.startswith((APP_PREFIX, USER_PREFIX))
+            k: v
+            for k, v in sorted(session.state.items())
+            if not k.startswith((APP_PREFIX, USER_PREFIX))
         },
         created_at=session.created_at,
         updated_at=session.updated_at,
@@ -169,13 +200,13 @@ async def _export_session(
             for branch, summary in sorted(session.summaries.items())
         ],
     )
-    out.write(encode(line))
+    await sink(line)
     count = 0
     try:
         async for event in service.iter_events(
             app_name=app_name, user_id=user_id, session_id=session_id
         ):
-            out.write(encode(EventLine(event=event), exclude=NO_SEQUENCE))
+            await sink(EventLine(event=event))
             count += 1
     except SessionNotFoundError:  # deleted between the two reads: its line stays, alone
         pass

@@ -7,14 +7,17 @@ was already there: the sessions it created, and the events the service stored (i
 ``events_persisted`` counter, which an idempotent re-append leaves alone). Sessions come
 back with their exported ``created_at`` / ``updated_at`` and summaries with their
 ``updated_at``: the service's clock is set to the exported times while they are written.
+
+:func:`import_writer` is the writer: it takes export lines as models, from a file here,
+straight from another database's :func:`~.export_cmd.export_lines` in ``copy``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -41,7 +44,6 @@ from .app import (
     UsageError,
     expand_user,
     guarded,
-    new_or_existing_db,
     run,
     target_of,
 )
@@ -49,6 +51,7 @@ from .jsonl_format import (
     AppStateLine,
     EndLine,
     EventLine,
+    ExportLine,
     Header,
     SessionLine,
     SummaryEntry,
@@ -57,9 +60,17 @@ from .jsonl_format import (
     parse_line,
 )
 from .output import err_console, print_json, progress_bar
-from .queries import reader, remove_if_empty
+from .queries import prepare_destination, remove_if_empty
 
-__all__ = ["DEFAULT_IMPORT_CHUNK", "ImportResult", "import_"]
+__all__ = [
+    "DEFAULT_IMPORT_CHUNK",
+    "ImportResult",
+    "ImportWriter",
+    "count",
+    "import_",
+    "import_writer",
+    "warn_unrestored",
+]
 
 DEFAULT_IMPORT_CHUNK = 500  # events per append_events call (one transaction) on import
 
@@ -74,19 +85,19 @@ def import_(
     progress: ProgressFlag = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Load an export (streamed). Safe to re-run: stored events are not duplicated."""
+    """Load an export (streamed). Safe to re-run: stored events are not duplicated.
+
+    A new file is created; an existing one must hold sessionlite tables. A PostgreSQL
+    database gets the tables if it has none.
+    """
     target = target_of(ctx)
-    path = new_or_existing_db(target)
     source = expand_user(source)
+    created = prepare_destination(target)
     if source != "-":
         if Path(source).is_dir():
             raise UsageError(f"{source} is a directory; pass an export file")
         if not Path(source).exists():
             raise UsageError(f"no such file: {source}")
-    created = not path.exists()
-    if not created:
-        with reader(target):  # refuse a file without our tables, rather than add them
-            pass
     try:
         with _open_input(source) as (stream, size):
             result = run(_import, target, stream, size, chunk_size, progress_bar(progress))
@@ -100,7 +111,7 @@ def import_(
     if json_output:
         print_json(
             {
-                "database": str(path),
+                "database": target.name,
                 "source": source,
                 "sessions": result.sessions,
                 "sessions_created": result.sessions_created,
@@ -111,27 +122,32 @@ def import_(
             }
         )
         return
-    console = err_console()
     message = (
-        f"Imported {_count(result.sessions_created, 'new session')} and "
-        f"{_count(result.events_imported, 'new event')} into {path}"
+        f"Imported {count(result.sessions_created, 'new session')} and "
+        f"{count(result.events_imported, 'new event')} into {target.name}"
     )
     present = (result.sessions - result.sessions_created, result.events - result.events_imported)
     if any(present):
         message += (
-            f"; {_count(present[0], 'session')} and {_count(present[1], 'event')} "
+            f"; {count(present[0], 'session')} and {count(present[1], 'event')} "
             "were already present"
         )
-    console.print(Text(message))
-    if result.skipped_summaries:
-        console.print(
-            f"warning: {result.skipped_summaries} summaries were not restored (the events "
-            "they cover are missing, or were stored before this import)"
-        )
+    err_console().print(Text(message))
+    warn_unrestored(result, "import")
 
 
-def _count(n: int, noun: str) -> str:
+def count(n: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def warn_unrestored(result: ImportResult, command: str) -> None:
+    """Say on stderr how many summaries were not restored, if any."""
+    if result.skipped_summaries:
+        err_console().print(
+            f"warning: {result.skipped_summaries} summaries were not restored (the events "
+            f"they cover are missing, or were stored before this {command})"
+        )
 
 
 @contextmanager
@@ -204,7 +220,7 @@ class _SessionImport:
         self.line = line
         self.session = session
         self.chunk_size = chunk_size
-        self.pending: list[tuple[int, Event]] = []  # (line number, event)
+        self.pending: list[tuple[int | None, Event]] = []  # (line number, event)
         self.events = 0
         self.skipped_summaries = 0
         self.summaries: dict[str | None, list[SummaryEntry]] = {}
@@ -217,7 +233,7 @@ class _SessionImport:
     async def start(self) -> None:
         await self._summarize(None)
 
-    async def add(self, event: Event, number: int) -> None:
+    async def add(self, event: Event, number: int | None) -> None:
         self.pending.append((number, event))
         self.events += 1
         if len(self.pending) >= self.chunk_size or event.id in self.summaries:
@@ -265,79 +281,116 @@ class _SessionImport:
 async def _import(
     target: Target, stream: IO[bytes], size: int | None, chunk_size: int, progress: Progress
 ) -> ImportResult:
+    async with import_writer(target, chunk_size) as writer:
+        with progress:
+            task = progress.add_task("Importing", total=size)
+            for number, raw in enumerate(stream, start=1):
+                progress.advance(task, len(raw))
+                if raw.strip():
+                    await writer.write(parse_line(raw, number), number)
+    return writer.result
+
+
+class ImportWriter:
+    """Writes the lines of an export, in order, through the service: sessions with
+    their events and summaries, app and user state (see :func:`import_writer`)."""
+
+    def __init__(
+        self,
+        service: SessionService,
+        clock: _RestoreClock,
+        summarizer: _RestoreSummarizer,
+        chunk_size: int,
+    ) -> None:
+        self.service, self.clock, self.summarizer = service, clock, summarizer
+        self.chunk_size = chunk_size
+        self.result = ImportResult()
+        self.header: Header | None = None
+        self.end: EndLine | None = None
+        self.number: int | None = None  # the line being written (None: not from a file)
+        self._current: _SessionImport | None = None
+        # Appending an event already stored identically is a no-op the service does
+        # not count as persisted: the difference is what this import stored.
+        self._persisted = service.stats().events_persisted
+
+    async def write(self, item: ExportLine, number: int | None = None) -> None:
+        """Write one line (``number``: its line in the file, for error messages)."""
+        self.number = number
+        if self.header is None:
+            self.header = check_header(item, number)
+            return
+        with _at_line(number):
+            if self.end is not None:
+                raise DataError("data after the end line")
+            if isinstance(item, EventLine):
+                if self._current is None:
+                    raise DataError("an event before any session line")
+                await self._current.add(item.event, number)
+                return
+            await self._close_session()
+            if isinstance(item, SessionLine):
+                self._current, created = await _start_session(
+                    self.service, self.clock, self.summarizer, item, self.chunk_size
+                )
+                self.result.sessions += 1
+                self.result.sessions_created += int(created)
+            elif isinstance(item, (AppStateLine, UserStateLine)):
+                await _restore_state(self.service, self.clock, item)
+            elif isinstance(item, EndLine):
+                self.end = item
+            else:
+                raise DataError("a second header line")
+
+    async def finish(self) -> None:
+        """After the last line: finish its session (a file cut short ends one too)."""
+        with _at_line(self.number):
+            await self._close_session()
+        self.result.events_imported = self.service.stats().events_persisted - self._persisted
+
+    def check_complete(self) -> None:
+        """The lines were a whole export: a header, an end line, the counts it announced."""
+        result, end = self.result, self.end
+        if self.header is None:
+            raise DataError("the file is empty; expected a sessionlite export")
+        if end is None:
+            raise DataError(
+                f"the export is truncated (no end line after line {self.number}); what it "
+                "held is imported: complete the file and import it again (stored events "
+                "are skipped)"
+            )
+        if (end.sessions, end.events) != (result.sessions, result.events):
+            raise DataError(
+                f"the end line announces {end.sessions} sessions and {end.events} events, "
+                f"but the file holds {result.sessions} and {result.events}"
+            )
+
+    async def _close_session(self) -> None:
+        if self._current is not None:
+            await self._current.finish()
+            self.result.events += self._current.events
+            self.result.skipped_summaries += self._current.skipped_summaries
+            self._current = None
+
+
+@asynccontextmanager
+async def import_writer(target: Target, chunk_size: int) -> AsyncIterator[ImportWriter]:
+    """A writer of export lines into ``target`` (its schema is created if needed). When
+    the block ends, the last session is finished and the lines are checked to have
+    been a whole export (:class:`DataError` if not); :attr:`ImportWriter.result` then
+    holds the counts."""
     clock, summarizer = _RestoreClock(), _RestoreSummarizer()
     options = {**target.service_options(), "clock": clock, "summarizer": summarizer}
-    result = ImportResult()
-    current: _SessionImport | None = None
-    header: Header | None = None
-    end: EndLine | None = None
-
-    async def close_session() -> None:
-        nonlocal current
-        if current is not None:
-            await current.finish()
-            result.events += current.events
-            result.skipped_summaries += current.skipped_summaries
-            current = None
-
     # event_limit=1: get_or_create_session loads (almost) no history when a re-run
     # finds the session stored.
     async with SessionService(target.db, event_limit=1, **options) as service:
-        # Appending an event already stored identically is a no-op the service does
-        # not count as persisted: the difference is what this import stored.
-        persisted = service.stats().events_persisted
-        with progress:
-            task = progress.add_task("Importing", total=size)
-            number = 0
-            for number, raw in enumerate(stream, start=1):
-                progress.advance(task, len(raw))
-                if not raw.strip():
-                    continue
-                item = parse_line(raw, number)
-                if header is None:
-                    header = check_header(item, number)
-                    continue
-                with _at_line(number):
-                    if end is not None:
-                        raise DataError("data after the end line")
-                    if isinstance(item, EventLine):
-                        if current is None:
-                            raise DataError("an event before any session line")
-                        await current.add(item.event, number)
-                        continue
-                    await close_session()
-                    if isinstance(item, SessionLine):
-                        current, created = await _start_session(
-                            service, clock, summarizer, item, chunk_size
-                        )
-                        result.sessions += 1
-                        result.sessions_created += int(created)
-                    elif isinstance(item, (AppStateLine, UserStateLine)):
-                        await _restore_state(service, clock, item)
-                    elif isinstance(item, EndLine):
-                        end = item
-                    else:
-                        raise DataError("a second header line")
-            with _at_line(number):  # a file without its end line ends a session too
-                await close_session()
-        result.events_imported = service.stats().events_persisted - persisted
-    if header is None:
-        raise DataError("the file is empty; expected a sessionlite export")
-    if end is None:
-        raise DataError(
-            f"the export is truncated (no end line after line {number}); what it held is "
-            "imported: complete the file and import it again (stored events are skipped)"
-        )
-    if (end.sessions, end.events) != (result.sessions, result.events):
-        raise DataError(
-            f"the end line announces {end.sessions} sessions and {end.events} events, but "
-            f"the file holds {result.sessions} and {result.events}"
-        )
-    return result
+        writer = ImportWriter(service, clock, summarizer, chunk_size)
+        yield writer
+        await writer.finish()
+    writer.check_complete()
 
 
 @contextmanager
-def _at_line(number: int) -> Iterator[None]:
+def _at_line(number: int | None) -> Iterator[None]:
     """Report what goes wrong while importing a line as bad data at that line."""
     try:
         yield

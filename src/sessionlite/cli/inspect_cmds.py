@@ -1,13 +1,14 @@
 """Read-only commands: ``stats``, ``sessions``, ``show`` and ``check``.
 
-They read through a read-only sqlite3 connection (see :mod:`.queries`); ``show`` then
-loads the session through a :class:`~sessionlite.SessionService`, as an application
-would, without taking the write lock.
+They read through a read-only connection (see :mod:`.queries`: a SQLite file or a
+PostgreSQL database); ``show`` then loads the session through a
+:class:`~sessionlite.SessionService`, as an application would, without taking the
+write lock.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
@@ -15,14 +16,12 @@ from rich.text import Text
 from ..errors import SessionLiteError, SessionNotFoundError
 from ..models import Session
 from ..service import SessionService
-from ..store.sqlite.schema import SCHEMA_VERSION
 from ..timestamps import from_micros
 from .app import (
     AppFilter,
     JsonFlag,
     UsageError,
     UserFilter,
-    existing_db,
     guarded,
     run,
     target_of,
@@ -44,11 +43,14 @@ def stats(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         print_json(report)
         return
     out = console()
-    out.print(f"Database: {report['path']} (schema version {report['schema_version']})")
-    out.print(
-        f"Size: {size(report['file_bytes'])} + {size(report['wal_bytes'])} WAL, "
-        f"{report['free_pages']} of {report['page_count']} pages free"
-    )
+    out.print(Text(f"Database: {report['path']} (schema version {report['schema_version']})"))
+    if "table_bytes" in report:  # PostgreSQL
+        out.print(f"Size: {size(report['table_bytes'])} in tables and indexes")
+    else:
+        out.print(
+            f"Size: {size(report['file_bytes'])} + {size(report['wal_bytes'])} WAL, "
+            f"{report['free_pages']} of {report['page_count']} pages free"
+        )
     out.print(
         f"Sessions: {report['sessions']} live ({report['users']} users, "
         f"{report['events']} events); {report['expired_sessions']} expired and "
@@ -141,7 +143,7 @@ def show(
         matches = db.find(session_id, app_name, user_id)
         version = db.schema_version
     if not matches:
-        raise SessionLiteError(f"no live session {session_id!r} in {target.path}")
+        raise SessionLiteError(f"no live session {session_id!r} in {target.name}")
     if len(matches) > 1:
         found = ", ".join(f"--app {a!r} --user {u!r}" for a, u in matches)
         raise UsageError(f"several sessions have the id {session_id!r}; pass one of: {found}")
@@ -149,7 +151,7 @@ def show(
 
     async def load() -> Session | None:
         options = {**target.service_options(schema_version=version), "event_limit": None}
-        async with SessionService(target.path, **options) as service:
+        async with SessionService(target.db, **options) as service:
             return await service.get_session(
                 app_name=app_name, user_id=user_id, session_id=session_id, num_recent_events=last
             )
@@ -170,17 +172,16 @@ def show(
 
 @guarded
 def check(ctx: typer.Context, json_output: JsonFlag = False) -> None:
-    """Check the file's integrity and schema version (exit code 1 on a problem)."""
-    target = target_of(ctx)
-    path = existing_db(target)
-    report = check_report(path, target)
+    """Check schema, tables, invariants and a SQLite file's integrity (exit 1 on a problem)."""
+    report = check_report(target_of(ctx))
     if json_output:
         print_json(report)
     else:
         out = console()
-        out.print(
-            Text(f"{path}: {_schema(report['schema_version'])}, integrity {report['integrity']}")
-        )
+        head = f"{report['path']}: {_schema(report)}"
+        if "integrity" in report:  # SQLite
+            head += f", integrity {report['integrity']}"
+        out.print(Text(head))
         for note in report["notes"]:
             out.print(Text(f"note: {note}"))
         for problem in report["problems"]:
@@ -190,11 +191,12 @@ def check(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         raise typer.Exit(1)
 
 
-def _schema(version: int | None) -> str:
-    """The schema ``check`` found, for people: None when the file cannot be read, 0 when
-    it holds no sessionlite tables (with the table prefix)."""
+def _schema(report: dict[str, Any]) -> str:
+    """The schema ``check`` found, for people: version None when the file cannot be
+    read, 0 when it holds no sessionlite tables (with the table prefix)."""
+    version = report["schema_version"]
     if version is None:
         return "schema unknown"
     if version == 0:
         return "no sessionlite schema"
-    return f"schema version {version} (this sessionlite: {SCHEMA_VERSION})"
+    return f"schema version {version} (this sessionlite: {report['supported_schema_version']})"

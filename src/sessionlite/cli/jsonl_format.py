@@ -136,10 +136,10 @@ def parse_line(raw: bytes, number: int) -> ExportLine:
         ) from None
 
 
-def check_header(item: ExportLine, number: int) -> Header:
+def check_header(item: ExportLine, number: int | None) -> Header:
     """The first line, which must be a header of a format version this code reads."""
     if not isinstance(item, Header) or item.format != EXPORT_FORMAT:
-        raise DataError(f"line {number}: not a sessionlite export (no header line)")
+        raise DataError("not a sessionlite export (no header line)", line=number)
     if item.version > EXPORT_VERSION:
         raise DataError(
             f"the export has format version {item.version}; this sessionlite reads up to "

@@ -3,6 +3,9 @@
 ``backup`` copies the file with SQLite's online backup API inside one read transaction:
 a consistent snapshot, taken while applications keep writing. ``vacuum`` and
 ``cleanup`` write, so they wait for the lock at most ``--busy-timeout``.
+
+``cleanup`` works on PostgreSQL too; ``vacuum`` and ``backup`` are SQLite commands and
+refuse a URL (exit code 2), pointing to ``pg_dump`` and autovacuum.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .app import (
     expand_user,
     guarded,
     run,
+    sqlite_only,
     target_of,
 )
 from .output import console, err_console, print_json, progress_bar, size, table
@@ -70,12 +74,12 @@ def cleanup(
         # Retention 0: purge every deleted session now (no soft-delete grace period).
         retention_options = {"soft_delete_retention": keep} if keep else {"soft_delete": False}
         options = {**target.service_options(), **retention_options}
-        async with SessionService(target.path, **options) as service:
+        async with SessionService(target.db, **options) as service:
             return await service.run_cleanup()
 
     report = run(clean)
     if json_output:
-        print_json({"path": str(target.path), **report.model_dump()})
+        print_json({"path": target.name, **report.model_dump()})
         return
     out = console()
     if not report.ran:
@@ -90,8 +94,11 @@ def cleanup(
 
 @guarded
 def vacuum(ctx: typer.Context) -> None:
-    """Rebuild the file to return free pages to the disk (takes the write lock)."""
+    """Rebuild the file to return free pages to the disk (takes the write lock; SQLite)."""
     target = target_of(ctx)
+    sqlite_only(
+        target, "vacuum", "PostgreSQL's autovacuum does this work (back it up with pg_dump)"
+    )
     with reader(target):
         pass
     path = target.path
@@ -122,8 +129,9 @@ def backup(
     ] = False,
     progress: ProgressFlag = None,
 ) -> None:
-    """Copy the database to DEST while applications keep using it."""
+    """Copy the database to DEST while applications keep using it (SQLite)."""
     target = target_of(ctx)
+    sqlite_only(target, "backup", "back it up with pg_dump")
     with reader(target):
         pass
     path = target.path

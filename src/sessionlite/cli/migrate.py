@@ -47,12 +47,11 @@ from .app import (
     expand_user,
     fail,
     guarded,
-    new_or_existing_db,
     run,
     target_of,
 )
 from .output import console, print_json, progress_bar
-from .queries import reader, remove_if_empty
+from .queries import prepare_destination, remove_if_empty
 
 __all__ = ["KIND_NAMES", "import_adk", "import_openai_agents"]
 
@@ -89,7 +88,7 @@ def import_adk(
     serves them as ADK did.
     """
     target = target_of(ctx)
-    path = _prepare_db(target)
+    created = prepare_destination(target)
     source = expand_user(source)
     kind = _detect(source)
     if kind == "openai-sqlite":
@@ -110,7 +109,7 @@ def import_adk(
     ) -> ImportSummary:
         return await import_adk_sqlite(source, service, progress=feed, batch_size=chunk_size)
 
-    _report(_run_import(target, importer, progress), path, json_output)
+    _report(_run_import(target, importer, progress, created), target.name, json_output)
 
 
 @guarded
@@ -146,7 +145,7 @@ def import_openai_agents(
     except InvalidInputError as exc:
         raise UsageError(str(exc)) from None
     target = target_of(ctx)
-    path = _prepare_db(target)
+    created = prepare_destination(target)
     source = expand_user(source)
     kind = _detect(source)
     if kind in ("adk-sqlite", "adk-database"):
@@ -176,16 +175,7 @@ def import_openai_agents(
             batch_size=chunk_size,
         )
 
-    _report(_run_import(target, importer, progress), path, json_output)
-
-
-def _prepare_db(target: Target) -> Path:
-    """The database to import into: created if new; if it exists, it must be ours."""
-    path = new_or_existing_db(target)
-    if path.exists():
-        with reader(target):  # refuse a file without our tables, rather than add them
-            pass
-    return path
+    _report(_run_import(target, importer, progress, created), target.name, json_output)
 
 
 def _detect(source: str) -> SourceKind | None:
@@ -228,10 +218,12 @@ class _ProgressFeed:
         )
 
 
-def _run_import(target: Target, importer: Importer, progress: bool | None) -> ImportSummary:
+def _run_import(
+    target: Target, importer: Importer, progress: bool | None, created: bool
+) -> ImportSummary:
+    """Run the import; ``created``: the database is new (removed again if refused)."""
     bar = progress_bar(progress)
     feed = _ProgressFeed(bar)
-    created = not target.path.exists()  # by this command: removed if refused
 
     async def go() -> ImportSummary:
         async with SessionService(target.db, **target.service_options()) as service:
@@ -251,12 +243,12 @@ def _run_import(target: Target, importer: Importer, progress: bool | None) -> Im
     return summary
 
 
-def _report(summary: ImportSummary, path: Path, json_output: bool) -> None:
+def _report(summary: ImportSummary, database: str, json_output: bool) -> None:
     if json_output:
-        print_json({"database": str(path), **dataclasses.asdict(summary)})
+        print_json({"database": database, **dataclasses.asdict(summary)})
         return
     out = console()
-    out.print(Text(f"Imported {summary.source} ({KIND_NAMES[summary.kind]}) into {path}"))
+    out.print(Text(f"Imported {summary.source} ({KIND_NAMES[summary.kind]}) into {database}"))
     counts = Table.grid(padding=(0, 2))
     counts.add_column()
     counts.add_column(justify="right")

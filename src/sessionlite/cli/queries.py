@@ -1,7 +1,12 @@
-"""Read-only SQL on a sessionlite database, through a plain sqlite3 connection opened
-``mode=ro``: what ``stats``, ``sessions``, ``show``, ``check`` and ``export`` read
-without a :class:`~sessionlite.SessionService` (which would take the write lock to
-migrate an old schema).
+"""Read-only SQL on a sessionlite database: what ``stats``, ``sessions``, ``show``,
+``check`` and ``export`` read without a :class:`~sessionlite.SessionService` (which
+would take the write lock to migrate an old schema).
+
+:func:`reader` and :func:`check_report` open the target's backend: a SQLite file
+through a plain sqlite3 connection opened ``mode=ro`` (:class:`Reader`, here), a
+PostgreSQL URL through :mod:`sessionlite.store.postgres.inspect`, whose reader has the
+same methods (:class:`DatabaseReader`). What the commands make of the rows is written
+once, here and in the commands.
 
 Table names come from the table prefix, which the global options validated once.
 """
@@ -12,25 +17,28 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..models import utc_now
+from ..store.sqlite import schema
 from ..store.sqlite.errors import map_db_errors
-from ..store.sqlite.schema import REQUIRED_TABLES, SCHEMA_VERSION, check_version, stored_version
 from ..timestamps import to_micros
-from .app import Target, UsageError, existing_db, remove_database
+from .app import Target, UsageError, existing_db, new_or_existing_db, remove_database
 
 __all__ = [
     "KEY_PAGE",
     "MAX_REPORTED_PROBLEMS",
+    "DatabaseReader",
     "Reader",
     "check_report",
+    "connect",
+    "prepare_destination",
     "read_only",
     "reader",
     "remove_if_empty",
 ]
 
-KEY_PAGE = 500  # session keys read per query while exporting
+KEY_PAGE = 500  # session keys read per query (PostgreSQL: per fetch) while exporting
 MAX_REPORTED_PROBLEMS = 20  # integrity_check lines shown at most
 
 
@@ -46,25 +54,62 @@ def read_only(path: Path, busy_timeout: float) -> Iterator[sqlite3.Connection]:
             conn.close()
 
 
+class DatabaseReader(Protocol):
+    """What the commands read, on either backend (:class:`Reader` for SQLite,
+    :class:`sessionlite.store.postgres.inspect.PostgresReader` for PostgreSQL)."""
+
+    name: str
+    """The database in messages (a PostgreSQL URL without its password)."""
+    noun: str
+    """``file`` or ``database``, in messages."""
+    supported_version: int
+    """The schema version this sessionlite writes on the backend."""
+    schema_version: int
+    """The stored schema version, once :func:`reader` checked it."""
+
+    def stored_version(self) -> int: ...
+    def check_version(self, version: int) -> None: ...
+    def holds_data(self) -> bool: ...
+    def stats(self) -> dict[str, Any]: ...
+    def sessions(self, app_name: str | None, user_id: str | None, limit: int) -> list[Any]: ...
+    def find(
+        self, session_id: str, app_name: str | None, user_id: str | None
+    ) -> list[tuple[str, str]]: ...
+    def count_sessions(self, app_name: str | None, user_id: str | None) -> int: ...
+    def session_keys(
+        self, app_name: str | None, user_id: str | None
+    ) -> Iterator[tuple[str, str, str]]: ...
+    def state_scopes(
+        self, app_name: str | None, user_id: str | None
+    ) -> tuple[list[str], list[tuple[str, str]]]: ...
+    def covered_event(self, key: tuple[str, str, str], branch: str, through: int) -> str | None: ...
+    def check_storage(self, report: dict[str, Any], problems: list[str]) -> bool: ...
+    def has_tables(self) -> bool: ...
+    def missing_tables(self) -> list[str]: ...
+    def invariants(self) -> tuple[int, int]: ...
+
+
 class Reader:
-    """Read-only queries on a sessionlite database (one table prefix)."""
+    """Read-only queries on a sessionlite SQLite database (one table prefix)."""
+
+    noun = "file"
+    supported_version = schema.SCHEMA_VERSION
 
     def __init__(self, conn: sqlite3.Connection, prefix: str, path: Path) -> None:
         self.conn = conn
         self.p = prefix
         self.path = path
+        self.name = str(path)
         self.now_us = to_micros(utc_now())
         self.schema_version = 0
 
-    def require_schema(self) -> int:
-        """The schema version; a usage error when there are no sessionlite tables."""
-        version = stored_version(self.conn, self.p)
-        if version == 0:
-            prefix = f" with table prefix {self.p!r}" if self.p else ""
-            raise UsageError(f"{self.path} has no sessionlite tables{prefix}")
-        check_version(version, str(self.path))
-        self.schema_version = version
-        return version
+    def stored_version(self) -> int:
+        """The schema version of the prefix's tables (0: there are none)."""
+        return schema.stored_version(self.conn, self.p)
+
+    def check_version(self, version: int) -> None:
+        """Refuse a schema written by a newer sessionlite."""
+        schema.check_version(version, self.name)
 
     def holds_data(self) -> bool:
         """Whether any session (even deleted) or any app or user state is stored."""
@@ -104,7 +149,7 @@ class Reader:
         wal = Path(f"{self.path}-wal")
         return {
             "path": str(self.path),
-            "schema_version": stored_version(self.conn, p),
+            "schema_version": self.stored_version(),
             "sessions": sum(a["sessions"] for a in apps.values()),
             "users": sum(a["users"] for a in apps.values()),
             "events": sum(a["events"] for a in apps.values()),
@@ -216,20 +261,100 @@ class Reader:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    # -- check's steps -------------------------------------------------------------------
+
+    def check_storage(self, report: dict[str, Any], problems: list[str]) -> bool:
+        """SQLite's integrity check and the file's ``user_version``, into ``report``;
+        False when the file is not a readable SQLite database."""
+        report["user_version"] = None
+        try:
+            rows = [row[0] for row in self.conn.execute("PRAGMA integrity_check")]
+        except sqlite3.DatabaseError as exc:
+            report["integrity"] = "unreadable"
+            problems.append(f"not a readable SQLite database ({exc})")
+            return False
+        report["integrity"] = "ok" if rows == ["ok"] else "damaged"
+        problems.extend(rows[:MAX_REPORTED_PROBLEMS] if rows != ["ok"] else [])
+        report["user_version"] = self.pragma("user_version")
+        return True
+
+    def _tables(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT name FROM sqlite_master")}
+
+    def has_tables(self) -> bool:
+        """Whether the file holds any table at all."""
+        return bool(self._tables())
+
+    def missing_tables(self) -> list[str]:
+        tables = self._tables()
+        return [f"{self.p}{t}" for t in schema.REQUIRED_TABLES if f"{self.p}{t}" not in tables]
+
+    def invariants(self) -> tuple[int, int]:
+        """(events that belong to no session, sessions whose sequence counter is below
+        one of their events' sequence)."""
+        p = self.p
+        (orphans,) = self.conn.execute(
+            f"SELECT COUNT(*) FROM {p}events e WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {p}sessions s WHERE s.pk = e.session_pk)"
+        ).fetchone()
+        (ahead,) = self.conn.execute(
+            f"SELECT COUNT(*) FROM {p}sessions s WHERE s.last_sequence < "
+            f"(SELECT MAX(sequence) FROM {p}events e WHERE e.session_pk = s.pk)"
+        ).fetchone()
+        return int(orphans), int(ahead)
+
 
 @contextmanager
-def reader(target: Target) -> Iterator[Reader]:
-    """A :class:`Reader` on the target database, which must have sessionlite tables."""
+def connect(target: Target) -> Iterator[DatabaseReader]:
+    """A reader on the target database, whatever tables it holds (``--db`` must name
+    an existing file or a PostgreSQL database)."""
+    if target.url is not None:
+        from ..store.postgres.inspect import connect as connect_postgres
+
+        prefix, timeout = target.table_prefix, target.busy_timeout
+        with connect_postgres(target.url, prefix, timeout, key_page=KEY_PAGE) as found:
+            yield found
+        return
     path = existing_db(target)
     with read_only(path, target.busy_timeout) as conn:
-        result = Reader(conn, target.table_prefix, path)
-        result.require_schema()
-        yield result
+        yield Reader(conn, target.table_prefix, path)
+
+
+@contextmanager
+def reader(target: Target) -> Iterator[DatabaseReader]:
+    """A reader on the target database, which must have sessionlite tables."""
+    with connect(target) as db:
+        version = db.stored_version()
+        if version == 0:
+            prefix = f" with table prefix {target.table_prefix!r}" if target.table_prefix else ""
+            raise UsageError(f"{db.name} has no sessionlite tables{prefix}")
+        db.check_version(version)
+        db.schema_version = version
+        yield db
+
+
+def prepare_destination(target: Target) -> bool:
+    """Check the database an import writes to; returns whether the command creates it
+    (then :func:`remove_if_empty` removes it again if the command fails early).
+
+    A new SQLite file is created (its directory must exist); an existing one must have
+    sessionlite tables: they are not added to someone else's file. A PostgreSQL
+    database gets the tables (with the table prefix) if it lacks them.
+    """
+    if target.url is not None:
+        with connect(target):  # an unreachable server: one error, before the service tries
+            return False
+    path = new_or_existing_db(target)
+    if not path.exists():
+        return True
+    with reader(target):
+        return False
 
 
 def remove_if_empty(target: Target) -> None:
-    """Delete the target database if it holds nothing: a command that created it and
-    then failed before storing anything leaves no file behind."""
+    """Delete the target database file if it holds nothing: a command that created it
+    and then failed before storing anything leaves no file behind. (A command never
+    creates a PostgreSQL database: see :func:`prepare_destination`.)"""
     if not target.path.exists():
         return
     with reader(target) as db:
@@ -241,67 +366,45 @@ def remove_if_empty(target: Target) -> None:
 # -- check --------------------------------------------------------------------------------
 
 
-def check_report(path: Path, target: Target) -> dict[str, Any]:
-    """What ``check`` reports: integrity, schema version, tables and invariants."""
-    p = target.table_prefix
+def check_report(target: Target) -> dict[str, Any]:
+    """What ``check`` reports: schema version, tables and invariants, and on SQLite the
+    file's integrity. PostgreSQL checks its own storage: no integrity entry."""
     problems: list[str] = []
     notes: list[str] = []
-    report: dict[str, Any] = {"path": str(path), "schema_version": None, "user_version": None}
-    report["supported_schema_version"] = SCHEMA_VERSION
-    with read_only(path, target.busy_timeout) as conn:
-        try:
-            rows = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-        except sqlite3.DatabaseError as exc:
-            return {
-                **report,
-                "ok": False,
-                "integrity": "unreadable",
-                "notes": notes,
-                "problems": [f"not a readable SQLite database ({exc})"],
-            }
-        report["integrity"] = "ok" if rows == ["ok"] else "damaged"
-        problems.extend(rows[:MAX_REPORTED_PROBLEMS] if rows != ["ok"] else [])
-        report["user_version"] = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        version = stored_version(conn, p)
-        report["schema_version"] = version
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        missing = [f"{p}{t}" for t in REQUIRED_TABLES if f"{p}{t}" not in tables]
-        if version == 0:
-            empty = " (the database is empty)" if not tables else ""
-            problems.append(f"no sessionlite tables with prefix {p!r}{empty}")
-        elif version > SCHEMA_VERSION:
-            problems.append(
-                f"schema version {version} was written by a newer sessionlite (this one "
-                f"supports up to {SCHEMA_VERSION}); upgrade sessionlite"
-            )
-        else:
-            if version < SCHEMA_VERSION:
-                notes.append(
-                    f"schema version {version} is migrated to {SCHEMA_VERSION} when a "
-                    "SessionService next opens the file"
-                )
-            if missing:
-                problems.append(f"missing table(s): {', '.join(missing)}")
-            else:
-                problems.extend(_consistency(conn, p))
+    with connect(target) as db:
+        report: dict[str, Any] = {"path": db.name, "schema_version": None}
+        report["supported_schema_version"] = db.supported_version
+        if db.check_storage(report, problems):
+            version = db.stored_version()
+            report["schema_version"] = version
+            problems.extend(_schema_problems(db, version, notes, target.table_prefix))
     report.update(ok=not problems, notes=notes, problems=problems)
     return report
 
 
-def _consistency(conn: sqlite3.Connection, p: str) -> list[str]:
-    """Invariants SQLite cannot check: every event belongs to a session, and no stored
-    sequence is above its session's counter (which would let a sequence be reused)."""
+def _schema_problems(db: DatabaseReader, version: int, notes: list[str], prefix: str) -> list[str]:
+    supported = db.supported_version
+    if version == 0:
+        empty = "" if db.has_tables() else " (the database is empty)"
+        return [f"no sessionlite tables with prefix {prefix!r}{empty}"]
+    if version > supported:
+        return [
+            f"schema version {version} was written by a newer sessionlite (this one "
+            f"supports up to {supported}); upgrade sessionlite"
+        ]
+    if version < supported:
+        notes.append(
+            f"schema version {version} is migrated to {supported} when a SessionService "
+            f"next opens the {db.noun}"
+        )
+    if missing := db.missing_tables():
+        return [f"missing table(s): {', '.join(missing)}"]
+    # Invariants the database cannot check: every event belongs to a session, and no
+    # stored sequence is above its session's counter (which would let one be reused).
+    orphans, ahead = db.invariants()
     problems = []
-    (orphans,) = conn.execute(
-        f"SELECT COUNT(*) FROM {p}events e WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {p}sessions s WHERE s.pk = e.session_pk)"
-    ).fetchone()
     if orphans:
         problems.append(f"{orphans} event(s) belong to no session")
-    (ahead,) = conn.execute(
-        f"SELECT COUNT(*) FROM {p}sessions s WHERE s.last_sequence < "
-        f"(SELECT MAX(sequence) FROM {p}events e WHERE e.session_pk = s.pk)"
-    ).fetchone()
     if ahead:
         problems.append(f"{ahead} session(s) have events beyond their sequence counter")
     return problems

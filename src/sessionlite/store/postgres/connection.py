@@ -32,8 +32,12 @@ def display_name(url: str) -> str:
     """The URL without its password (for messages, warnings and ``repr``)."""
     try:
         parts = conninfo_to_dict(url)
-    except Exception as exc:  # psycopg.ProgrammingError: not a valid URL
-        raise InvalidInputError(f"not a valid PostgreSQL URL: {exc}", field="database") from None
+    except Exception:  # psycopg.ProgrammingError, whose message quotes the URL (password)
+        raise InvalidInputError(
+            "not a valid PostgreSQL URL (expected postgresql://user:password@host:port/dbname"
+            "?param=value; the URL is not shown, as it may hold a password)",
+            field="database",
+        ) from None
     user = str(parts.get("user") or "")
     host = parts.get("host") or "localhost"
     port = parts.get("port")
