@@ -42,9 +42,10 @@ DEFAULT_SUMMARY_QUEUE_SIZE = 100
 DEFAULT_SUMMARY_JOB_TIMEOUT = timedelta(seconds=60)
 DEFAULT_CLOSE_TIMEOUT = timedelta(seconds=30)  # how long aclose() waits for queued work
 DEFAULT_POOL_SIZE = 10  # PostgreSQL connections per service
+DEFAULT_READ_CACHE_SIZE = 64 * 1024 * 1024  # bytes of hot session tails kept in memory
 
 # Options that only one backend understands: given for the other, they are an error.
-SQLITE_ONLY_OPTIONS = frozenset({"synchronous", "reader_connections"})
+SQLITE_ONLY_OPTIONS = frozenset({"synchronous", "reader_connections", "read_cache_size"})
 POSTGRES_ONLY_OPTIONS = frozenset({"pool_size", "prepared_statements"})
 
 # PostgreSQL cuts names at 63 bytes; the longest name sessionlite makes is the prefix
@@ -69,6 +70,7 @@ class ServiceOptions:
     event_limit: int | None = DEFAULT_EVENT_LIMIT
     clock: Clock = utc_now
     reader_connections: int = DEFAULT_READER_CONNECTIONS
+    read_cache_size: int = DEFAULT_READ_CACHE_SIZE
     max_write_batch: int = DEFAULT_MAX_WRITE_BATCH
     # retention
     max_stored_events: int | None = None
@@ -200,6 +202,11 @@ def parse_options(*, backend: str | None = None, **options: Any) -> ServiceOptio
     ):
         if name in options:
             values[name] = _positive_int(name, options[name])
+    if "read_cache_size" in options:
+        size = options["read_cache_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise _bad("read_cache_size", f"expected a number of bytes >= 0, got {size!r}")
+        values["read_cache_size"] = size
     if "max_stored_events" in options:
         values["max_stored_events"] = _positive_int(
             "max_stored_events", options["max_stored_events"], allow_none=True

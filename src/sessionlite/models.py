@@ -220,3 +220,15 @@ def trusted_event(fields: dict[str, Any], fields_set: set[str]) -> Event:
     object.__setattr__(event, "__pydantic_extra__", None)
     object.__setattr__(event, "__pydantic_private__", None)
     return event
+
+
+def trusted_session(fields: dict[str, Any]) -> Session:
+    """A :class:`Session` over ``fields`` (every field, already checked), built without
+    running validation: for reads served from the read cache, whose values come from
+    rows that passed the codec's checks when they were first read."""
+    session = Session.__new__(Session)
+    object.__setattr__(session, "__dict__", fields)
+    object.__setattr__(session, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(session, "__pydantic_extra__", None)
+    object.__setattr__(session, "__pydantic_private__", None)
+    return session

@@ -239,6 +239,7 @@ class ServiceRuntime:
         """A frozen snapshot of the counters and queue depths."""
         c = self.counters
         transactions, calls = self.store.write_statistics()
+        cache = self.store.cache_statistics()
         return ServiceStats(
             events_accepted=c.events_accepted,
             events_persisted=c.events_persisted,
@@ -262,4 +263,15 @@ class ServiceRuntime:
             cleanup_purged_sessions=c.cleanup_purged_sessions,
             cleanup_deleted_events=c.cleanup_deleted_events,
             cleanup_expired_state_scopes=c.cleanup_expired_state_scopes,
+            **(
+                {}
+                if cache is None
+                else {
+                    "read_cache_hits": cache.hits,
+                    "read_cache_misses": cache.misses,
+                    "read_cache_evictions": cache.evictions,
+                    "read_cache_bytes": cache.bytes,
+                    "read_cache_sessions": cache.sessions,
+                }
+            ),
         )

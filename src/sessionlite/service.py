@@ -130,6 +130,10 @@ class SessionService:
         clock: the current time (inject one in tests).
         close_timeout: how long ``aclose()`` waits for queued work.
         reader_connections: SQLite reader connections (default 2). SQLite only.
+        read_cache_size: bytes of hot session tails kept in memory to serve
+            ``get_session`` without a query (default 64 MiB; 0 turns the cache off).
+            Never stale: any commit by another process or service is noticed before the
+            next read. SQLite only.
         max_write_batch: write calls gathered into one transaction at most.
         pool_size: connections per service (default 10). PostgreSQL only.
         prepared_statements: server-side prepared statements (default True; False for
@@ -172,6 +176,7 @@ class SessionService:
         clock: Clock = utc_now,
         close_timeout: Duration = DEFAULT_CLOSE_TIMEOUT,
         reader_connections: int | None = None,
+        read_cache_size: int | None = None,
         max_write_batch: int = DEFAULT_MAX_WRITE_BATCH,
         pool_size: int | None = None,
         prepared_statements: bool | None = None,
@@ -191,6 +196,7 @@ class SessionService:
             for name, value in (
                 ("synchronous", synchronous),
                 ("reader_connections", reader_connections),
+                ("read_cache_size", read_cache_size),
                 ("pool_size", pool_size),
                 ("prepared_statements", prepared_statements),
             )

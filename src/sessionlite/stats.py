@@ -69,6 +69,16 @@ class ServiceStats(BaseModel):
     cleanup_purged_sessions: int
     cleanup_deleted_events: int
     cleanup_expired_state_scopes: int
+    read_cache_hits: int = 0
+    """``get_session`` calls served from the read cache (no query)."""
+    read_cache_misses: int = 0
+    """``get_session`` calls that read the database (the cache then keeps the result)."""
+    read_cache_evictions: int = 0
+    """Sessions dropped from the cache to stay within ``read_cache_size``."""
+    read_cache_bytes: int = 0
+    """Estimated memory held by the cache (bounded by ``read_cache_size``)."""
+    read_cache_sessions: int = 0
+    """Sessions in the cache."""
 
 
 @dataclasses.dataclass

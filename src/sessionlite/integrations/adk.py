@@ -137,6 +137,7 @@ _URI_INT_OPTIONS = frozenset(
     {
         "event_limit",
         "reader_connections",
+        "read_cache_size",
         "pool_size",
         "max_write_batch",
         "max_stored_events",

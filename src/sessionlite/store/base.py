@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from anyio.abc import TaskGroup
 from pydantic import JsonValue
@@ -21,6 +21,9 @@ from ..errors import SessionNotFoundError
 from ..models import Event, Session, SessionPage, Summary
 from ..state import EncodedDelta, ScopedDelta
 from ..validation import PreparedEvent
+
+if TYPE_CHECKING:
+    from .hot_cache import CacheStats
 
 # Records created once per append are NamedTuples: several times cheaper to build than
 # frozen dataclasses on the hot path, and just as immutable.
@@ -141,6 +144,10 @@ class Storage(Protocol):
 
     def write_statistics(self) -> tuple[int, int]:
         """(transactions committed, write calls they carried)."""
+        ...
+
+    def cache_statistics(self) -> CacheStats | None:
+        """The read cache's counters, if the backend has one."""
         ...
 
     def is_transient(self, error: object) -> bool:

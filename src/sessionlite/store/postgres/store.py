@@ -110,6 +110,11 @@ class PostgresStore:
             return (0, 0)
         return (self._writer.transactions, self._writer.jobs)
 
+    def cache_statistics(self) -> None:
+        """No read cache: a remote server's commits cannot be seen without a round trip,
+        so every read asks the server (one pipelined round trip)."""
+        return
+
     def is_transient(self, error: object) -> bool:
         """Lock timeouts, deadlocks, serialization failures and lost connections."""
         return isinstance(error, BaseException) and is_transient(error)

@@ -18,6 +18,7 @@ from ...state import merged_view
 from ...timestamps import to_micros
 from ..base import EventFilter, EventQuery, SessionKey
 from ..codec import (
+    EventRow,
     SessionRow,
     decode_cursor,
     encode_cursor,
@@ -26,6 +27,7 @@ from ..codec import (
     state_from_rows,
     summary_from_row,
 )
+from ..hot_cache import SessionRows
 from .queries import Queries
 
 T = TypeVar("T")
@@ -86,6 +88,13 @@ def recent_events(
     conn: sqlite3.Connection, q: Queries, session_pk: int, query: EventQuery
 ) -> list[Event]:
     """The newest ``query.limit`` matching events, oldest first (index range scan)."""
+    return [event_from_row(row) for row in recent_rows(conn, q, session_pk, query)]
+
+
+def recent_rows(
+    conn: sqlite3.Connection, q: Queries, session_pk: int, query: EventQuery
+) -> list[EventRow]:
+    """The rows of :func:`recent_events`."""
     if query.limit == 0:
         return []
     params: dict[str, Any] = {
@@ -99,9 +108,9 @@ def recent_events(
     sql = q.events_query(
         after=query.after is not None, branch=bool(query.branch), newest_first=True
     )
-    rows = conn.execute(sql, params).fetchall()
+    rows: list[EventRow] = conn.execute(sql, params).fetchall()
     rows.reverse()
-    return [event_from_row(row) for row in rows]
+    return rows
 
 
 def load_session(
@@ -134,6 +143,60 @@ def get_session(
 ) -> Session | None:
     row = find_live_session(conn, q, key, now_us)
     return None if row is None else load_session(conn, q, row, query, now_us)
+
+
+def get_session_rows(
+    conn: sqlite3.Connection,
+    q: Queries,
+    key: SessionKey,
+    query: EventQuery,
+    now_us: int,
+    token: Callable[[], bytes | None],
+) -> tuple[Session | None, SessionRows | None, bytes | None, bytes | None]:
+    """:func:`get_session`, plus what the read cache keeps of it: the rows as read, and
+    the database's token before and after the read transaction (equal: no commit
+    happened during it, so the rows are the state that token names)."""
+    before = token()
+    with read_transaction(conn):
+        row = find_live_session(conn, q, key, now_us)
+        if row is None:
+            return None, None, before, token()
+        pk = row[0]
+        session_state = dict(conn.execute(q.session_state, (pk,)).fetchall())
+        app_rows = dict(conn.execute(q.app_state, {"app": key.app_name, "now": now_us}))
+        user_rows = dict(
+            conn.execute(q.user_state, {"app": key.app_name, "user": key.user_id, "now": now_us})
+        )
+        app_expires = conn.execute(q.scope_expiry, ("app", key.app_name, "")).fetchone()
+        user_expires = conn.execute(q.scope_expiry, ("user", key.app_name, key.user_id)).fetchone()
+        event_rows = recent_rows(conn, q, pk, query)
+        summaries = conn.execute(q.summaries, (pk,)).fetchall()
+    after = token()
+    plain = query.after is None and not query.branch
+    cached = SessionRows(
+        row=row,
+        session_state=session_state,
+        app_state=app_rows,
+        app_expires_us=None if app_expires is None else app_expires[0],
+        user_state=user_rows,
+        user_expires_us=None if user_expires is None else user_expires[0],
+        events=event_rows,
+        complete=plain and (query.limit is None or len(event_rows) < query.limit),
+        summaries=summaries,
+    )
+    state = merged_view(
+        state_from_rows(session_state.items(), f"state of session {row[3]!r}"),
+        state_from_rows(app_rows.items(), f"app state of {key.app_name!r}"),
+        state_from_rows(user_rows.items(), f"user state of {key.user_id!r}"),
+    )
+    found: dict[str, Summary] = {}
+    for summary_row in summaries:
+        summary = summary_from_row(summary_row)
+        found[summary.branch] = summary
+    session = session_from_row(
+        row, state=state, events=[event_from_row(r) for r in event_rows], summaries=found
+    )
+    return session, (cached if plain else None), before, after
 
 
 @in_read_transaction

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,13 @@ from ..base import (
     SessionKey,
     SessionWrite,
 )
+from ..hot_cache import CacheStats, HotCache
 from ..rules import AlreadyStored, Appended, Retention, append_outcome
 from . import cleanup, reads, schema, writes
+from .cache_keeper import CacheKeeper
 from .connection import ReaderPool, ThreadConnection
 from .queries import Queries
+from .wal_token import MemoryToken, WalToken
 from .writer import GroupCommitWriter
 from .writes import AppendJob, CallJob
 
@@ -51,6 +54,12 @@ class SqliteStore:
         self._writer_conn: ThreadConnection | None = None
         self._readers: ReaderPool | None = None
         self._writer: GroupCommitWriter | None = None
+        self._token: WalToken | MemoryToken = MemoryToken() if self.in_memory else WalToken(path)
+        self._cache = (
+            HotCache(max_bytes=options.read_cache_size, max_events=CACHED_EVENTS)
+            if options.read_cache_size > 0
+            else None
+        )
 
     @property
     def in_memory(self) -> bool:
@@ -63,11 +72,17 @@ class SqliteStore:
         try:
             await self._connect()
             assert self._writer_conn is not None
+            keeper = None
+            if self._cache is not None:
+                self._token.open()
+                self._cache.trusted = self._token.read()
+                keeper = CacheKeeper(self._cache, self._token, self._queries)
             self._writer = GroupCommitWriter(
                 self._writer_conn,
                 self._queries,
                 path=self.path,
                 max_batch=self._options.max_write_batch,
+                keeper=keeper,
             )
         except BaseException:
             await self._close_connections()
@@ -125,6 +140,7 @@ class SqliteStore:
         if self._writer_conn is not None:
             await self._writer_conn.close()
             self._writer_conn = None
+        self._token.close()  # only now: see WalToken
 
     # -- helpers --------------------------------------------------------------------
 
@@ -133,11 +149,18 @@ class SqliteStore:
             raise StorageError("the store is not open")
         return await self._readers.run(fn, self._queries, *args)
 
-    async def _write(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _write(
+        self, fn: Any, *args: Any, cached: Callable[[HotCache], None] | None = None, **kwargs: Any
+    ) -> Any:
+        """Run a write; ``cached``: what it changes in the read cache (None: anything)."""
         if self._writer is None:
             raise StorageError("the store is not open")
         q = self._queries
-        return await self._writer.submit(CallJob(lambda conn: fn(conn, q, *args, **kwargs)))
+        job = CallJob(lambda conn: fn(conn, q, *args, **kwargs), cached)
+        return await self._writer.submit(job)
+
+    def cache_statistics(self) -> CacheStats | None:
+        return None if self._cache is None else self._cache.stats()
 
     def write_statistics(self) -> tuple[int, int]:
         """(transactions committed, write calls they carried) by the group committer."""
@@ -153,21 +176,38 @@ class SqliteStore:
 
     async def create_session(self, new: NewSession, *, event_limit: int | None) -> Session:
         session: Session
-        session, _ = await self._write(writes.create_session, new, event_limit, get_existing=False)
+        session, _ = await self._write(
+            writes.create_session, new, event_limit, get_existing=False, cached=_created(new)
+        )
         return session
 
     async def get_or_create_session(
         self, new: NewSession, *, event_limit: int | None
     ) -> tuple[Session, bool]:
         result: tuple[Session, bool] = await self._write(
-            writes.create_session, new, event_limit, get_existing=True
+            writes.create_session, new, event_limit, get_existing=True, cached=_created(new)
         )
         return result
 
     async def get_session(
         self, key: SessionKey, query: EventQuery, *, now: datetime
     ) -> Session | None:
-        session: Session | None = await self._read(reads.get_session, key, query, to_micros(now))
+        now_us = to_micros(now)
+        cache = self._cache
+        if cache is None:
+            session: Session | None = await self._read(reads.get_session, key, query, now_us)
+            return session
+        token = self._token.read()
+        hit = cache.lookup(key, query, now_us, token)
+        if hit is not None:
+            return hit
+        if token != cache.trusted and self._writer is not None and not self._writer.busy:
+            cache.adopt(token)  # another process committed: start over from its state
+        session, rows, before, after = await self._read(
+            reads.get_session_rows, key, query, now_us, self._token.read
+        )
+        if rows is not None:
+            cache.offer(key, rows, before, after)
         return session
 
     async def list_sessions(
@@ -185,7 +225,9 @@ class SqliteStore:
         return page
 
     async def delete_session(self, key: SessionKey, *, now: datetime) -> bool:
-        deleted: bool = await self._write(writes.delete_session, key, to_micros(now))
+        deleted: bool = await self._write(
+            writes.delete_session, key, to_micros(now), cached=_session(key)
+        )
         return deleted
 
     # -- events ---------------------------------------------------------------------
@@ -222,7 +264,7 @@ class SqliteStore:
                 raise result
             return result  # type: ignore[no-any-return]
 
-        result = await self._writer.submit(CallJob(replace))
+        result = await self._writer.submit(CallJob(replace, _session(command.key)))
         return append_outcome(command, result)
 
     async def read_events(
@@ -237,13 +279,13 @@ class SqliteStore:
         self, key: SessionKey, *, now: datetime
     ) -> tuple[Event | None, SessionWrite]:
         result: tuple[Event | None, SessionWrite] = await self._write(
-            writes.pop_event, key, to_micros(now)
+            writes.pop_event, key, to_micros(now), cached=_session(key)
         )
         return result
 
     async def clear_events(self, key: SessionKey, *, now: datetime) -> tuple[int, SessionWrite]:
         result: tuple[int, SessionWrite] = await self._write(
-            writes.clear_events, key, to_micros(now)
+            writes.clear_events, key, to_micros(now), cached=_session(key)
         )
         return result
 
@@ -253,7 +295,7 @@ class SqliteStore:
         self, key: SessionKey, delta: dict[str, JsonValue], *, now: datetime
     ) -> SessionWrite:
         result: SessionWrite = await self._write(
-            writes.update_session_state, key, delta, to_micros(now)
+            writes.update_session_state, key, delta, to_micros(now), cached=_session(key)
         )
         return result
 
@@ -266,10 +308,14 @@ class SqliteStore:
     async def update_app_state(
         self, app_name: str, delta: dict[str, JsonValue], *, now: datetime
     ) -> None:
-        await self._write(writes.update_app_state, app_name, delta, to_micros(now))
+        await self._write(
+            writes.update_app_state, app_name, delta, to_micros(now), cached=_scope("app", app_name)
+        )
 
     async def delete_app_state(self, app_name: str, key: str, *, now: datetime) -> bool:
-        deleted: bool = await self._write(writes.delete_app_state, app_name, key, to_micros(now))
+        deleted: bool = await self._write(
+            writes.delete_app_state, app_name, key, to_micros(now), cached=_scope("app", app_name)
+        )
         return deleted
 
     async def get_user_state(
@@ -283,20 +329,34 @@ class SqliteStore:
     async def update_user_state(
         self, app_name: str, user_id: str, delta: dict[str, JsonValue], *, now: datetime
     ) -> None:
-        await self._write(writes.update_user_state, app_name, user_id, delta, to_micros(now))
+        await self._write(
+            writes.update_user_state,
+            app_name,
+            user_id,
+            delta,
+            to_micros(now),
+            cached=_scope("user", app_name, user_id),
+        )
 
     async def delete_user_state(
         self, app_name: str, user_id: str, key: str, *, now: datetime
     ) -> bool:
         deleted: bool = await self._write(
-            writes.delete_user_state, app_name, user_id, key, to_micros(now)
+            writes.delete_user_state,
+            app_name,
+            user_id,
+            key,
+            to_micros(now),
+            cached=_scope("user", app_name, user_id),
         )
         return deleted
 
     # -- summaries and retention ----------------------------------------------------
 
     async def put_summary(self, key: SessionKey, summary: Summary, *, now: datetime) -> bool:
-        stored: bool = await self._write(writes.put_summary, key, summary, to_micros(now))
+        stored: bool = await self._write(
+            writes.put_summary, key, summary, to_micros(now), cached=_session(key)
+        )
         return stored
 
     async def get_summary(self, key: SessionKey, branch: str, *, now: datetime) -> Summary | None:
@@ -304,7 +364,15 @@ class SqliteStore:
         return summary
 
     async def refresh_expiry(self, key: SessionKey, *, now: datetime) -> None:
-        await self._write(writes.refresh_expiry, key, to_micros(now))
+        now_us = to_micros(now)
+        policy = self._queries.policy
+        expires = policy.expiry(now_us, policy.session_ttl_us)
+
+        def refreshed(cache: HotCache) -> None:
+            if expires is not None:
+                cache.expiry_refreshed(key, expires)
+
+        await self._write(writes.refresh_expiry, key, now_us, cached=refreshed)
 
     async def has_cleanup_work(self, *, now: datetime, purge_before: datetime) -> bool:
         found: bool = await self._read(
@@ -317,6 +385,32 @@ class SqliteStore:
             cleanup.cleanup_step, to_micros(now), to_micros(purge_before)
         )
         return step
+
+
+# Events kept per cached session (the newest ones; the byte bound applies as well).
+CACHED_EVENTS = 1000
+
+
+def _session(key: SessionKey) -> Callable[[HotCache], None]:
+    """A write that changes one session (and nothing shared)."""
+    return lambda cache: cache.drop(key)
+
+
+def _scope(kind: str, app_name: str, user_id: str = "") -> Callable[[HotCache], None]:
+    """A write that changes an app or user state scope."""
+    return lambda cache: cache.drop_scope(kind, app_name, user_id)
+
+
+def _created(new: NewSession) -> Callable[[HotCache], None]:
+    """A created session: its key, and the scopes its initial state may write."""
+    key = new.key
+
+    def created(cache: HotCache) -> None:
+        cache.drop(key)
+        cache.drop_scope("app", key.app_name)
+        cache.drop_scope("user", key.app_name, key.user_id)
+
+    return created
 
 
 def _check_file_path(path: str) -> None:

@@ -25,6 +25,7 @@ import anyio
 
 from ...crossloop import Signal, complete_many
 from ...errors import ServiceClosedError
+from .cache_keeper import CacheKeeper
 from .connection import ThreadConnection
 from .errors import translate
 from .queries import Queries
@@ -43,12 +44,19 @@ class GroupCommitWriter:
     """Owns the writer connection's transactions, from any loop in any thread."""
 
     def __init__(
-        self, connection: ThreadConnection, queries: Queries, *, path: str, max_batch: int
+        self,
+        connection: ThreadConnection,
+        queries: Queries,
+        *,
+        path: str,
+        max_batch: int,
+        keeper: CacheKeeper | None = None,
     ) -> None:
         self._connection = connection
         self._queries = queries
         self._path = path
         self._max_batch = max_batch
+        self._keeper = keeper
         self._idle = Signal(threading.Lock())
         self._pending: collections.deque[_Request] = collections.deque()
         self._draining = False
@@ -105,10 +113,15 @@ class GroupCommitWriter:
         """In the connection's thread: run batches until nothing is pending."""
         while (batch := self._take()) is not None:
             jobs = [job for request in batch for job in request.jobs]
+            keeper = self._keeper
             try:
-                results = execute_batch(conn, self._queries, jobs)
+                results = execute_batch(
+                    conn, self._queries, jobs, None if keeper is None else keeper.on_begin
+                )
             except BaseException as exc:  # never lost in the thread: each caller gets it
                 results = [exc] * len(jobs)
+            if keeper is not None:
+                keeper.committed(conn, jobs, results)
             self.transactions += 1
             self.jobs += len(jobs)
             results = [
@@ -122,6 +135,11 @@ class GroupCommitWriter:
                 replies.append((request.future, reply))
                 start = end
             complete_many(replies)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a batch is being written (a commit may be under way)."""
+        return self._draining
 
     async def close(self) -> None:
         """Stop taking jobs; return once every submitted job has its result."""

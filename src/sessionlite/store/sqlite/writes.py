@@ -22,7 +22,7 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import JsonValue
 
@@ -56,6 +56,9 @@ from .bulk import run_values
 from .queries import Queries
 from .reads import find_live_session, load_session
 
+if TYPE_CHECKING:
+    from ..hot_cache import HotCache
+
 WriteFn = Callable[[sqlite3.Connection], Any]
 
 
@@ -78,9 +81,15 @@ class AppendJob(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class CallJob:
-    """Any other write: a function run in its own savepoint."""
+    """Any other write: a function run in its own savepoint.
+
+    ``cached`` says what the write changes in the read cache once committed (see
+    :mod:`sessionlite.store.hot_cache`); None: it may change anything, so the cache is
+    emptied.
+    """
 
     fn: WriteFn
+    cached: Callable[[HotCache], None] | None = None
 
 
 Job = AppendJob | CallJob
@@ -99,14 +108,24 @@ class _Aborted(Exception):
         self.error = error
 
 
-def execute_batch(conn: sqlite3.Connection, q: Queries, jobs: Sequence[Job]) -> list[Any]:
-    """Run ``jobs`` in one transaction; each entry of the result is a value or an exception."""
+def execute_batch(
+    conn: sqlite3.Connection,
+    q: Queries,
+    jobs: Sequence[Job],
+    on_begin: Callable[[sqlite3.Connection], None] | None = None,
+) -> list[Any]:
+    """Run ``jobs`` in one transaction; each entry of the result is a value or an exception.
+
+    ``on_begin`` runs right after each ``BEGIN IMMEDIATE`` (with the write lock held).
+    """
     results: list[Any] = [None] * len(jobs)
     pending = list(range(len(jobs)))
     fast = True
     while pending:
         try:
-            outcomes = _one_transaction(conn, q, [jobs[i] for i in pending], fast=fast)
+            outcomes = _one_transaction(
+                conn, q, [jobs[i] for i in pending], fast=fast, on_begin=on_begin
+            )
         except _FastPathFailed:
             fast = False
             continue
@@ -124,9 +143,16 @@ def execute_batch(conn: sqlite3.Connection, q: Queries, jobs: Sequence[Job]) -> 
 
 
 def _one_transaction(
-    conn: sqlite3.Connection, q: Queries, jobs: Sequence[Job], *, fast: bool
+    conn: sqlite3.Connection,
+    q: Queries,
+    jobs: Sequence[Job],
+    *,
+    fast: bool,
+    on_begin: Callable[[sqlite3.Connection], None] | None,
 ) -> list[Any]:
     conn.execute("BEGIN IMMEDIATE")
+    if on_begin is not None:
+        on_begin(conn)
     try:
         if fast and all(isinstance(job, AppendJob) for job in jobs):
             # Appends only (every async_persist batch, most durable ones): the fast
