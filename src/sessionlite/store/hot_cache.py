@@ -252,11 +252,22 @@ class HotCache:
             events = events[-self.max_events :]
             complete = False
         state = entry.session_state
+        nbytes = (
+            entry.nbytes
+            + _event_bytes(rows)
+            - _event_bytes(entry.events[: len(entry.events) + len(rows) - len(events)])
+        )
         if delta.session:
             state = {**state, **dict(delta.session)}
+            nbytes += _text_bytes(v for _, v in delta.session) + _text_bytes(
+                k for k, _ in delta.session
+            )
         r = entry.row
         row = (r[0], r[1], r[2], r[3], r[4], r[5], r[6], now_us, expires_us, version)
-        self._put(key, _entry(row, state, events, complete, entry.summaries, entry.decoded))
+        self._put(
+            key,
+            _Entry(row, state, events, complete, entry.summaries, entry.decoded, nbytes),
+        )
 
     def expiry_refreshed(self, key: SessionKey, expires_us: int) -> None:
         entry = self._entries.get(key)
@@ -317,11 +328,19 @@ def _serves(entry: _Entry, query: EventQuery, now_us: int) -> bool:
 # -- building fresh objects ------------------------------------------------------------
 
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
 def _copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (only its lists and dicts are copied)."""
     kind = type(value)
     if kind is dict:
+        if all(type(v) in _IMMUTABLE for v in value.values()):
+            return value.copy()
         return {k: _copy_json(v) for k, v in value.items()}
     if kind is list:
+        if all(type(v) in _IMMUTABLE for v in value):
+            return value.copy()
         return [_copy_json(v) for v in value]
     return value
 
@@ -348,13 +367,14 @@ def _event(entry: _Entry, row: EventRow) -> Event:
         return event_from_row(row)
     fields, fields_set = known
     fresh = fields.copy()
-    for name in ("content", "state_delta", "metadata"):
-        value = fresh[name]
-        if type(value) in (dict, list):
-            fresh[name] = _copy_json(value)
+    content = fresh["content"]
+    if type(content) in (dict, list):
+        fresh["content"] = _copy_json(content)
+    fresh["state_delta"] = _copy_json(fresh["state_delta"])
+    fresh["metadata"] = _copy_json(fresh["metadata"])
     fresh["tool_calls"] = []
     fresh["tool_results"] = []
-    return trusted_event(fresh, set(fields_set))
+    return trusted_event(fresh, fields_set.copy())
 
 
 def _matches(row: EventRow, query: EventQuery, after_us: int | None) -> bool:
