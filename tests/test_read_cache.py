@@ -327,3 +327,20 @@ def test_a_cache_behind_a_commit_it_did_not_see_is_emptied() -> None:
     cache.committed(header(8), lambda c: None, expected=header(7))  # began after a foreign one
     assert cache.stats().sessions == 0
     assert cache.trusted == header(8)
+
+
+async def test_two_services_on_one_postgresql_database_are_never_stale(postgres_url: str) -> None:
+    """PostgreSQL keeps no read cache (a remote commit cannot be seen without asking the
+    server): every read is one round trip and sees every commit made before it."""
+    async with SessionService(postgres_url) as one, SessionService(postgres_url) as two:
+        await one.create_session(**KEY)
+        for i in range(10):
+            writer, reader = (one, two) if i % 2 else (two, one)
+            current = await writer.get_session(**KEY)
+            assert current is not None
+            await writer.append_event(current, Event(author="w", content=i, state_delta={"i": i}))
+            seen = await reader.get_session(**KEY)
+            assert seen is not None
+            assert [e.content for e in seen.events] == list(range(i + 1))
+            assert seen.state == {"i": i}
+        assert one.stats().read_cache_hits == 0

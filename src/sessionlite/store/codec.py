@@ -70,7 +70,9 @@ def event_row(snapshot: EventSnapshot) -> tuple[str, str, int, str, str]:
     return event_id, author, to_micros(timestamp), branch, body
 
 
-def event_from_row(row: EventRow) -> Event:
+def event_from_row(row: EventRow, *, known_plain: bool = False) -> Event:
+    """The event a row stores. ``known_plain``: the row already passed the checks of a
+    plain event (the read cache decodes the same rows again), so they are not repeated."""
     sequence, event_id, author, timestamp, branch, body = row
     data = loads(body, f"event {event_id!r}")
     if type(data) is not dict:
@@ -80,7 +82,7 @@ def event_from_row(row: EventRow) -> Event:
     data["timestamp"] = from_micros(timestamp)
     data["branch"] = branch
     data["sequence"] = sequence
-    if _is_plain(data):
+    if known_plain or _is_plain(data):
         fields = _PLAIN_TEMPLATE.copy()  # every field, in model order
         fields.update(data)
         for name, factory in _FACTORIES.items():
