@@ -74,7 +74,10 @@ def event_from_row(row: EventRow, *, known_plain: bool = False) -> Event:
     """The event a row stores. ``known_plain``: the row already passed the checks of a
     plain event (the read cache decodes the same rows again), so they are not repeated."""
     sequence, event_id, author, timestamp, branch, body = row
-    data = loads(body, f"event {event_id!r}")
+    try:
+        data = _parse(body)
+    except ValueError as exc:
+        raise DatabaseCorruptError(f"stored event {event_id!r} is not valid JSON: {exc}") from exc
     if type(data) is not dict:
         raise DatabaseCorruptError(f"stored event {event_id!r} is not a JSON object")
     data["id"] = event_id
@@ -83,11 +86,12 @@ def event_from_row(row: EventRow, *, known_plain: bool = False) -> Event:
     data["branch"] = branch
     data["sequence"] = sequence
     if known_plain or _is_plain(data):
-        fields = _PLAIN_TEMPLATE.copy()  # every field, in model order
-        fields.update(data)
-        for name, factory in _FACTORIES.items():
-            if name not in data:
-                fields[name] = factory()
+        # Every field, in model order: defaults, fresh containers, then the stored values.
+        fields = {**_PLAIN_TEMPLATE, "tool_calls": [], "tool_results": [], **data}
+        if "state_delta" not in data:
+            fields["state_delta"] = {}
+        if "metadata" not in data:
+            fields["metadata"] = {}
         return trusted_event(fields, set(data))
     try:
         return Event.model_validate(data)
@@ -126,6 +130,8 @@ _PLAIN_TEMPLATE: dict[str, Any] = {
     for name, info in Event.model_fields.items()
 }
 _NOT_PLAIN = object()
+# event_from_row makes these fresh containers by hand (faster than calling factories).
+assert set(_FACTORIES) == {"tool_calls", "tool_results", "state_delta", "metadata"}
 
 
 def _is_plain(data: dict[str, Any]) -> bool:
