@@ -344,3 +344,22 @@ async def test_two_services_on_one_postgresql_database_are_never_stale(postgres_
             assert [e.content for e in seen.events] == list(range(i + 1))
             assert seen.state == {"i": i}
         assert one.stats().read_cache_hits == 0
+
+
+async def test_without_a_wal_index_to_watch_reads_go_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sessionlite.store.sqlite.wal_token import WalToken
+
+    def refuse(self: WalToken) -> None:
+        raise PermissionError("no -shm for you")
+
+    monkeypatch.setattr(WalToken, "open", refuse)
+    async with SessionService(tmp_path / "db.sqlite") as service:
+        session = await service.create_session(**KEY)
+        await service.append_event(session, Event(author="u", content="x"))
+        for _ in range(3):
+            got = await service.get_session(**KEY)
+            assert got is not None
+            assert [e.content for e in got.events] == ["x"]
+        assert service.stats().read_cache_hits == 0

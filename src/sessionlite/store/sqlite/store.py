@@ -74,9 +74,13 @@ class SqliteStore:
             assert self._writer_conn is not None
             keeper = None
             if self._cache is not None:
-                self._token.open()
-                self._cache.trusted = self._token.read()
-                keeper = CacheKeeper(self._cache, self._token, self._queries)
+                try:
+                    self._token.open()
+                except OSError:  # no wal-index to watch: serve every read from the file
+                    self._cache = None
+                else:
+                    self._cache.trusted = self._token.read()
+                    keeper = CacheKeeper(self._cache, self._token, self._queries)
             self._writer = GroupCommitWriter(
                 self._writer_conn,
                 self._queries,
@@ -201,7 +205,8 @@ class SqliteStore:
         hit = cache.lookup(key, query, now_us, token)
         if hit is not None:
             return hit
-        if token != cache.trusted and self._writer is not None and not self._writer.busy:
+        stale = token is not None and token != cache.trusted
+        if stale and self._writer is not None and not self._writer.busy:
             cache.adopt(token)  # another process committed: start over from its state
         session, rows, before, after = await self._read(
             reads.get_session_rows, key, query, now_us, self._token.read
