@@ -49,9 +49,18 @@ class CacheResult:
     hit_p50_ms: float
     miss_p50_ms: float
     read_cache_size: int
+    full_read_events: int = 0
+    full_read_p50_ms: float = 0.0  # sessionlite get_session(), every event, from memory
+    full_read_peer_p50_ms: float = 0.0  # OpenAI SQLiteSession.get_items(), every item
+
+    @property
+    def full_read_ratio(self) -> float | None:
+        if not self.full_read_peer_p50_ms:
+            return None
+        return self.full_read_p50_ms / self.full_read_peer_p50_ms
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "full_read_ratio": self.full_read_ratio}
 
 
 async def _measure(path: Path, sessions: int, per_session: int, size: int) -> CacheResult:
@@ -115,10 +124,55 @@ def run(*, sessions: int, events_per_session: int, size: int, tmp_root: str | No
     out = subprocess.run(
         command, cwd=_REPO_ROOT, capture_output=True, text=True, check=True, timeout=1800
     ).stdout
-    return CacheResult(**json.loads(out.strip().splitlines()[-1]))
+    data = json.loads(out.strip().splitlines()[-1])
+    data.pop("full_read_ratio", None)
+    return CacheResult(**data)
+
+
+FULL_READ_EVENTS = 200  # ADK's Runner reads the whole session at every turn
+
+
+async def _p50(call: Any, rounds: int = 600) -> float:
+    timings = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        await call()
+        timings.append(time.perf_counter() - start)
+    return percentile(sorted(timings[rounds // 4 :]), 0.5) * 1000
+
+
+async def _full_read(directory: Path) -> tuple[float, float]:
+    """p50 ms of reading a whole 200-event session: sessionlite (from memory) and the
+    OpenAI Agents SDK's ``SQLiteSession.get_items()`` (the fastest peer), same contents."""
+    from agents import SQLiteSession
+
+    text = "x" * 200
+    peer = SQLiteSession("full", directory / "peer.db")
+    await peer.add_items([{"role": "user", "content": text} for _ in range(FULL_READ_EVENTS)])
+    peer_ms = await _p50(peer.get_items)
+    peer.close()
+    async with SessionService(directory / "full.db") as service:
+        session = await service.create_session(app_name="bench", user_id="u", session_id="s")
+        await service.append_events(session, make_events(FULL_READ_EVENTS, content_chars=len(text)))
+
+        async def read() -> None:
+            await service.get_session(app_name="bench", user_id="u", session_id="s")
+
+        ours_ms = await _p50(read)
+    return ours_ms, peer_ms
 
 
 def report(result: CacheResult) -> list[str]:
+    full = (
+        []
+        if result.full_read_ratio is None
+        else [
+            f"  whole {result.full_read_events}-event session: get_session() p50 "
+            f"{result.full_read_p50_ms:.3f} ms vs OpenAI SQLiteSession.get_items() "
+            f"{result.full_read_peer_p50_ms:.3f} ms = {result.full_read_ratio:.2f}x "
+            f"({'PASS' if result.full_read_ratio <= 0.5 else 'FAIL'}: target <= 0.5x)"
+        ]
+    )
     return [
         f"Read cache: {result.sessions:,} hot sessions of {result.events_per_session} events "
         "(newest 20 read, ~200-char contents)",
@@ -128,6 +182,7 @@ def report(result: CacheResult) -> list[str]:
         f"{result.evictions:,} evictions)",
         f"  get_session(20) p50: {result.hit_p50_ms:.3f} ms from memory, "
         f"{result.miss_p50_ms:.3f} ms the first time (from the file)",
+        *full,
     ]
 
 
@@ -142,6 +197,13 @@ def main() -> None:
         result = asyncio.run(
             _measure(tmp / "cache.db", args.sessions, args.events_per_session, args.read_cache_size)
         )
+        ours_ms, peer_ms = asyncio.run(_full_read(tmp))
+    result = dataclasses.replace(
+        result,
+        full_read_events=FULL_READ_EVENTS,
+        full_read_p50_ms=ours_ms,
+        full_read_peer_p50_ms=peer_ms,
+    )
     print(json.dumps(result.to_json()))
 
 

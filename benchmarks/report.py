@@ -628,6 +628,15 @@ def _cache_section(data: dict[str, Any]) -> list[str]:
         ["get_session(20) p50, first read (the file)", f"{data['miss_p50_ms']:.3f} ms"],
         ["get_session(20) p50, second read (memory)", f"{data['hit_p50_ms']:.3f} ms"],
     ]
+    if data.get("full_read_ratio") is not None:
+        rows.append(
+            [
+                f"whole {data['full_read_events']}-event session, p50: get_session() / "
+                "OpenAI SQLiteSession.get_items()",
+                f"{data['full_read_p50_ms']:.3f} / {data['full_read_peer_p50_ms']:.3f} ms "
+                f"({data['full_read_ratio']:.2f}x)",
+            ]
+        )
     return [
         "## Read cache memory",
         "",
