@@ -10,29 +10,22 @@ each caller's own loop (:func:`~sessionlite.crossloop.complete_many`).
 from __future__ import annotations
 
 import asyncio
-import collections
-import threading
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 from psycopg_pool import AsyncConnectionPool
 
-from ...crossloop import Signal, complete_many
+from ...crossloop import complete_many
 from ...errors import ServiceClosedError, StorageUnavailableError
+from ..group_commit import GroupCommitQueue, Request
 from .errors import translate
 from .queries import Queries
 from .writes import AppendJob, execute_appends
 
 
-class _Request(NamedTuple):
-    jobs: Sequence[AppendJob]
-    future: asyncio.Future[Any]
-    many: bool
-
-
-class GroupCommitWriter:
+class GroupCommitWriter(GroupCommitQueue[AppendJob]):
     """Batches appends into transactions on the pool, from any loop in any thread."""
 
     def __init__(
@@ -46,22 +39,17 @@ class GroupCommitWriter:
         lock_timeout_ms: int,
         on_unavailable: Callable[[], None],
     ) -> None:
+        super().__init__(max_batch=max_batch)
         self._pool = pool
         self._queries = queries
         self._where = where
-        self._max_batch = max_batch
         self._flushers = flushers
         self._lock_timeout_ms = lock_timeout_ms
         self._on_unavailable = on_unavailable
-        self._signal = Signal(threading.Lock())
-        self._pending: collections.deque[_Request] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._signalled = False
         self._running = 0
-        self._closed = False
-        self.transactions = 0
-        self.jobs = 0
 
     def start(self, task_group: TaskGroup) -> None:
         """On the store's loop: start the flush tasks."""
@@ -71,32 +59,18 @@ class GroupCommitWriter:
         for _ in range(self._flushers):
             task_group.start_soon(self._flush)
 
-    async def submit(self, job: AppendJob) -> Any:
-        result = await self._enqueue((job,), many=False)
-        if isinstance(result, BaseException):
-            raise result
-        return result
+    def _wake_locked(self) -> Callable[[], None] | None:
+        if self._loop is None:
+            raise ServiceClosedError("the store is closed; nothing was written")
+        if self._signalled:
+            return None
+        self._signalled = True
+        return self._wake_flushers
 
-    async def run_now(self, jobs: Sequence[AppendJob]) -> list[Any]:
-        """Independent appends in the next transaction; their results or errors.
-
-        Shielded: once queued the jobs run, and the caller must learn how.
-        """
-        with anyio.CancelScope(shield=True):
-            results: list[Any] = await self._enqueue(jobs, many=True)
-        return results
-
-    async def _enqueue(self, jobs: Sequence[AppendJob], *, many: bool) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        with self._signal.lock:
-            if self._closed or self._loop is None:
-                raise ServiceClosedError("the store is closed; nothing was written")
-            self._pending.append(_Request(jobs, future, many))
-            wake = not self._signalled
-            self._signalled = True
-        if wake:
-            self._wake_flushers()
-        return await future
+    def _idle_locked(self) -> None:
+        self._signalled = False
+        assert self._wake is not None
+        self._wake.clear()
 
     def _wake_flushers(self) -> None:
         loop, event = self._loop, self._wake
@@ -112,23 +86,6 @@ class GroupCommitWriter:
             requests = list(self._pending)
             self._pending.clear()
         complete_many([(r.future, [error] * len(r.jobs) if r.many else error) for r in requests])
-
-    def _take(self) -> list[_Request] | None:
-        """On the store's loop: the next batch, whole requests up to ``max_batch`` jobs."""
-        with self._signal.lock:
-            pending = self._pending
-            if not pending:
-                self._signalled = False
-                assert self._wake is not None
-                self._wake.clear()
-                return None
-            batch = [pending.popleft()]
-            size = len(batch[0].jobs)
-            while pending and size + len(pending[0].jobs) <= self._max_batch:
-                request = pending.popleft()
-                size += len(request.jobs)
-                batch.append(request)
-            return batch
 
     async def _flush(self) -> None:
         assert self._wake is not None
@@ -147,27 +104,19 @@ class GroupCommitWriter:
                 self._running -= 1
                 self._signal.notify_all()
 
-    async def _run(self, batch: list[_Request]) -> None:
+    async def _run(self, batch: list[Request]) -> None:
         jobs = [job for request in batch for job in request.jobs]
         try:
             async with self._pool.connection() as conn:
                 results = await execute_appends(conn, self._queries, self._lock_timeout_ms, jobs)
         except BaseException as exc:  # never lost in the task: each caller gets it
             results = [exc] * len(jobs)
-        self.transactions += 1
-        self.jobs += len(jobs)
         results = [
             translate(r, self._where) if isinstance(r, BaseException) else r for r in results
         ]
         if any(isinstance(r, StorageUnavailableError) for r in results):
             self._on_unavailable()
-        replies = []
-        start = 0
-        for request in batch:
-            end = start + len(request.jobs)
-            replies.append((request.future, results[start:end] if request.many else results[start]))
-            start = end
-        complete_many(replies)
+        self._reply(batch, results)
 
     async def close(self) -> None:
         """Stop taking appends; return once every queued one has its result."""
