@@ -13,12 +13,15 @@ way, as Python compares strings by code point).
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Sequence
 
 from ..codec import EVENT_SELECT, SESSION_SELECT
+from ..filters import LIVE, render
 from ..rules import Retention
-from .schema import render
+from .schema import render as schema_render
 
-_LIVE = "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > %(now)s)"
+_LIVE = LIVE.format(now="%(now)s")
 _KEY = "app_name = %(app)s AND user_id = %(user)s AND session_id = %(sid)s"
 # The live session's pk, for the statements of a pipelined read (one snapshot).
 _PK = f"(SELECT pk FROM {{sessions}} WHERE {_KEY} AND {_LIVE})"
@@ -224,7 +227,7 @@ class Queries:
         return cls(
             prefix=prefix,
             policy=Retention() if policy is None else policy,
-            **{name: render(template, prefix) for name, template in _TEMPLATES.items()},
+            **{name: schema_render(template, prefix) for name, template in _TEMPLATES.items()},
         )
 
     @property
@@ -232,52 +235,47 @@ class Queries:
         """The advisory lock that lets one cleaner step run at a time across servers."""
         return f"sessionlite cleaner {self.prefix}"
 
-    def list_query(self, *, by_user: bool, after_cursor: bool) -> str:
-        """A page of live sessions, newest ``updated_at`` first (keyset pagination)."""
-        where = ["app_name = %(app)s"]
-        if by_user:
-            where.append("user_id = %(user)s")
-        where.append(_LIVE)
-        if after_cursor:
-            where.append("(updated_at, pk) < (%(cursor_at)s, %(cursor_pk)s)")
-        return render(
-            f"SELECT {SESSION_SELECT} FROM {{sessions}} WHERE {' AND '.join(where)} "
-            "ORDER BY updated_at DESC, pk DESC LIMIT %(limit)s",
-            self.prefix,
-        )
+    def list_query(self, conditions: Sequence[str]) -> str:
+        """A page of sessions (see :func:`~sessionlite.store.filters.session_page_filter`),
+        newest ``updated_at`` first; ``%(limit)s`` rows."""
+        return _list_query(self.prefix, tuple(conditions))
 
     def events_query(
-        self,
-        *,
-        by_key: bool = False,
-        after: bool = False,
-        branch: bool = False,
-        author: bool = False,
-        until: bool = False,
-        after_sequence: bool = False,
-        newest_first: bool = False,
+        self, conditions: Sequence[str], *, by_key: bool = False, newest_first: bool = False
     ) -> str:
-        """An event read: filters are fixed fragments chosen by flag, values are bound.
+        """A session's events matching ``conditions`` (see :mod:`sessionlite.store.filters`),
+        by sequence; ``%(limit)s`` rows (NULL: all). The session is ``%(pk)s``, or with
+        ``by_key`` found by its key (``app``/``user``/``sid``/``now``) in the same
+        statement (one snapshot with the other statements of a pipelined read)."""
+        return _events_query(self.prefix, tuple(conditions), by_key, newest_first)
 
-        Named parameters: ``%(pk)s`` (or the key's ``app``/``user``/``sid``/``now`` with
-        ``by_key``), ``%(limit)s`` (NULL: no limit) and, per flag, ``after``,
-        ``branch``/``branch_prefix``, ``author``, ``until``, ``after_sequence``.
-        """
-        where = [f"session_pk = {_PK}" if by_key else "session_pk = %(pk)s"]
-        if after_sequence:
-            where.append("sequence > %(after_sequence)s")
-        if after:
-            where.append("timestamp >= %(after)s")
-        if until:
-            where.append("timestamp <= %(until)s")
-        if author:
-            where.append("author = %(author)s")
-        if branch:
-            # 'a' matches 'a' and 'a/...'.
-            where.append("(branch = %(branch)s OR starts_with(branch, %(branch_prefix)s))")
-        order = "DESC" if newest_first else "ASC"
-        return render(
-            f"SELECT {EVENT_SELECT} FROM {{events}} WHERE {' AND '.join(where)} "
-            f"ORDER BY sequence {order} LIMIT %(limit)s",
-            self.prefix,
-        )
+
+def _placeholder(name: str) -> str:
+    return f"%({name})s"
+
+
+_BRANCH_TEST = "starts_with(branch, {branch_prefix})"
+
+
+@functools.lru_cache(maxsize=128)
+def _list_query(prefix: str, conditions: tuple[str, ...]) -> str:
+    where = render(conditions, _placeholder, _BRANCH_TEST)
+    return schema_render(
+        f"SELECT {SESSION_SELECT} FROM {{sessions}} WHERE {where} "
+        "ORDER BY updated_at DESC, pk DESC LIMIT %(limit)s",
+        prefix,
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _events_query(
+    prefix: str, conditions: tuple[str, ...], by_key: bool, newest_first: bool
+) -> str:
+    session = f"session_pk = {_PK}" if by_key else "session_pk = %(pk)s"
+    where = render(conditions, _placeholder, _BRANCH_TEST)
+    order = "DESC" if newest_first else "ASC"
+    return schema_render(
+        f"SELECT {EVENT_SELECT} FROM {{events}} WHERE {session}"
+        f"{' AND ' + where if where else ''} ORDER BY sequence {order} LIMIT %(limit)s",
+        prefix,
+    )

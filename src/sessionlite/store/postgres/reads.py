@@ -15,16 +15,15 @@ from pydantic import JsonValue
 
 from ...models import Event, Session, SessionPage, Summary
 from ...state import merged_view
-from ...timestamps import to_micros
 from ..base import EventFilter, EventQuery, SessionKey
 from ..codec import (
-    decode_cursor,
     encode_cursor,
     event_from_row,
     session_from_row,
     state_from_rows,
     summary_from_row,
 )
+from ..filters import event_filter, recent_filter, session_page_filter
 from .queries import Queries
 
 Conn = AsyncConnection[Any]
@@ -34,15 +33,6 @@ _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
 def key_params(key: SessionKey, now_us: int) -> dict[str, Any]:
     return {"app": key.app_name, "user": key.user_id, "sid": key.session_id, "now": now_us}
-
-
-def _event_params(params: dict[str, Any], query: EventQuery) -> dict[str, Any]:
-    params = {**params, "limit": query.limit}
-    if query.after is not None:
-        params["after"] = to_micros(query.after)
-    if query.branch:
-        params["branch"], params["branch_prefix"] = query.branch, query.branch + "/"
-    return params
 
 
 async def load_session(
@@ -69,13 +59,9 @@ async def load_session(
         app_state = await conn.execute(q.app_state, params)
         user_state = await conn.execute(q.user_state, params)
         if query.limit != 0:
-            sql = q.events_query(
-                by_key=True,
-                after=query.after is not None,
-                branch=bool(query.branch),
-                newest_first=True,
-            )
-            events = await conn.execute(sql, _event_params(params, query))
+            conditions, filters = recent_filter(query)
+            sql = q.events_query(conditions, by_key=True, newest_first=True)
+            events = await conn.execute(sql, {**params, **filters, "limit": query.limit})
         summaries = await conn.execute(q.summaries_by_key, params)
         if snapshot:
             await conn.execute("COMMIT")
@@ -113,12 +99,9 @@ async def list_sessions(
     cursor: str | None,
     now_us: int,
 ) -> SessionPage:
-    params: dict[str, Any] = {"app": app_name, "now": now_us, "limit": limit + 1}
-    if user_id is not None:
-        params["user"] = user_id
-    if cursor is not None:
-        params["cursor_at"], params["cursor_pk"] = decode_cursor(cursor)
-    sql = q.list_query(by_user=user_id is not None, after_cursor=cursor is not None)
+    conditions, params = session_page_filter(app_name, user_id, cursor, now_us)
+    params["limit"] = limit + 1
+    sql = q.list_query(conditions)
     await conn.execute(_BEGIN_READ)
     try:
         rows = await (await conn.execute(sql, params)).fetchall()
@@ -154,26 +137,9 @@ async def list_sessions(
 async def read_events(
     conn: Conn, q: Queries, key: SessionKey, flt: EventFilter, limit: int, now_us: int
 ) -> list[Event] | None:
-    params = key_params(key, now_us)
-    params["limit"] = limit
-    if flt.after_sequence is not None:
-        params["after_sequence"] = flt.after_sequence
-    if flt.since is not None:
-        params["after"] = to_micros(flt.since)
-    if flt.until is not None:
-        params["until"] = to_micros(flt.until)
-    if flt.author is not None:
-        params["author"] = flt.author
-    if flt.branch:
-        params["branch"], params["branch_prefix"] = flt.branch, flt.branch + "/"
-    sql = q.events_query(
-        by_key=True,
-        after_sequence=flt.after_sequence is not None,
-        after=flt.since is not None,
-        until=flt.until is not None,
-        author=flt.author is not None,
-        branch=bool(flt.branch),
-    )
+    conditions, filters = event_filter(flt)
+    params = {**key_params(key, now_us), **filters, "limit": limit}
+    sql = q.events_query(conditions, by_key=True)
     async with conn.pipeline():
         await conn.execute(_BEGIN_READ)
         session = await conn.execute(q.live_session, params)

@@ -7,11 +7,14 @@ no other identifier or value is ever spliced into SQL text.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Sequence
 
 from ..codec import EVENT_SELECT, SESSION_SELECT
+from ..filters import LIVE, render
 from ..rules import Retention
 
-_LIVE = "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > :now)"
+_LIVE = LIVE.format(now=":now")
 
 _TEMPLATES = {
     # -- sessions ---------------------------------------------------------------------
@@ -198,54 +201,39 @@ class Queries:
             **{k: v.format(p=prefix) for k, v in _TEMPLATES.items()},
         )
 
-    def list_query(self, *, by_user: bool, after_cursor: bool) -> str:
-        """A page of live sessions, newest ``updated_at`` first (keyset pagination).
+    def list_query(self, conditions: Sequence[str]) -> str:
+        """A page of sessions (see :func:`~sessionlite.store.filters.session_page_filter`),
+        newest ``updated_at`` first; ``:limit`` rows."""
+        return _list_query(self.prefix, tuple(conditions))
 
-        Named parameters: ``:app``, ``:now``, ``:limit`` and ``:user``,
-        ``:cursor_at`` / ``:cursor_pk`` per flag. Separate texts (rather than an ``OR``)
-        keep the index range scan starting right at the cursor.
-        """
-        where = ["app_name = :app"]
-        if by_user:
-            where.append("user_id = :user")
-        where.append(_LIVE)
-        if after_cursor:
-            where.append("(updated_at, pk) < (:cursor_at, :cursor_pk)")
-        return (
-            f"SELECT {SESSION_SELECT} FROM {self.prefix}sessions WHERE {' AND '.join(where)} "
-            "ORDER BY updated_at DESC, pk DESC LIMIT :limit"
-        )
+    def events_query(self, conditions: Sequence[str], *, newest_first: bool = False) -> str:
+        """A session's events (``:pk``) matching ``conditions`` (see
+        :mod:`sessionlite.store.filters`), by sequence; ``:limit`` rows."""
+        return _events_query(self.prefix, tuple(conditions), newest_first)
 
-    def events_query(
-        self,
-        *,
-        after: bool = False,
-        branch: bool = False,
-        author: bool = False,
-        until: bool = False,
-        after_sequence: bool = False,
-        newest_first: bool = False,
-    ) -> str:
-        """An event read: filters are fixed fragments chosen by flag, values are bound.
 
-        Named parameters: ``:pk``, ``:limit`` and, per flag, ``:after``, ``:branch`` /
-        ``:branch_lo`` / ``:branch_hi``, ``:author``, ``:until``, ``:after_sequence``.
-        """
-        where = ["session_pk = :pk"]
-        if after_sequence:
-            where.append("sequence > :after_sequence")
-        if after:
-            where.append("timestamp >= :after")
-        if until:
-            where.append("timestamp <= :until")
-        if author:
-            where.append("author = :author")
-        if branch:
-            # 'a' matches 'a' and 'a/...': a range on the '/'-prefix avoids LIKE escaping
-            # ('0' is the character after '/').
-            where.append("(branch = :branch OR (branch >= :branch_lo AND branch < :branch_hi))")
-        order = "DESC" if newest_first else "ASC"
-        return (
-            f"SELECT {EVENT_SELECT} FROM {self.prefix}events WHERE {' AND '.join(where)} "
-            f"ORDER BY sequence {order} LIMIT :limit"
-        )
+def _placeholder(name: str) -> str:
+    return ":" + name
+
+
+# 'a' matches 'a' and 'a/...': a byte range on the '/'-prefix avoids LIKE escaping.
+_BRANCH_TEST = "(branch >= {branch_lo} AND branch < {branch_hi})"
+
+
+@functools.lru_cache(maxsize=128)
+def _list_query(prefix: str, conditions: tuple[str, ...]) -> str:
+    where = render(conditions, _placeholder, _BRANCH_TEST)
+    return (
+        f"SELECT {SESSION_SELECT} FROM {prefix}sessions WHERE {where} "
+        "ORDER BY updated_at DESC, pk DESC LIMIT :limit"
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _events_query(prefix: str, conditions: tuple[str, ...], newest_first: bool) -> str:
+    where = render(("session_pk = {pk}", *conditions), _placeholder, _BRANCH_TEST)
+    order = "DESC" if newest_first else "ASC"
+    return (
+        f"SELECT {EVENT_SELECT} FROM {prefix}events WHERE {where} "
+        f"ORDER BY sequence {order} LIMIT :limit"
+    )

@@ -15,18 +15,17 @@ from pydantic import JsonValue
 
 from ...models import Event, Session, SessionPage, Summary
 from ...state import merged_view
-from ...timestamps import to_micros
 from ..base import EventFilter, EventQuery, SessionKey
 from ..codec import (
     EventRow,
     SessionRow,
-    decode_cursor,
     encode_cursor,
     event_from_row,
     session_from_row,
     state_from_rows,
     summary_from_row,
 )
+from ..filters import event_filter, recent_filter, session_page_filter
 from ..hot_cache import SessionRows
 from .queries import Queries
 
@@ -80,10 +79,6 @@ def user_state(
     return state_from_rows(rows, f"user state of {user_id!r}")
 
 
-def _branch_params(branch: str) -> dict[str, str]:
-    return {"branch": branch, "branch_lo": branch + "/", "branch_hi": branch + "0"}
-
-
 def recent_events(
     conn: sqlite3.Connection, q: Queries, session_pk: int, query: EventQuery
 ) -> list[Event]:
@@ -97,17 +92,10 @@ def recent_rows(
     """The rows of :func:`recent_events`."""
     if query.limit == 0:
         return []
-    params: dict[str, Any] = {
-        "pk": session_pk,
-        "limit": -1 if query.limit is None else query.limit,
-    }
-    if query.after is not None:
-        params["after"] = to_micros(query.after)
-    if query.branch:
-        params.update(_branch_params(query.branch))
-    sql = q.events_query(
-        after=query.after is not None, branch=bool(query.branch), newest_first=True
-    )
+    conditions, params = recent_filter(query)
+    params["pk"] = session_pk
+    params["limit"] = -1 if query.limit is None else query.limit
+    sql = q.events_query(conditions, newest_first=True)
     rows: list[EventRow] = conn.execute(sql, params).fetchall()
     rows.reverse()
     return rows
@@ -209,13 +197,9 @@ def list_sessions(
     cursor: str | None,
     now_us: int,
 ) -> SessionPage:
-    params: dict[str, Any] = {"app": app_name, "now": now_us, "limit": limit + 1}
-    if user_id is not None:
-        params["user"] = user_id
-    if cursor is not None:
-        params["cursor_at"], params["cursor_pk"] = decode_cursor(cursor)
-    sql = q.list_query(by_user=user_id is not None, after_cursor=cursor is not None)
-    rows: list[SessionRow] = conn.execute(sql, params).fetchall()
+    conditions, params = session_page_filter(app_name, user_id, cursor, now_us)
+    params["limit"] = limit + 1
+    rows: list[SessionRow] = conn.execute(q.list_query(conditions), params).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
     no_events = EventQuery(limit=0)
@@ -236,25 +220,10 @@ def read_events(
     row = find_live_session(conn, q, key, now_us)
     if row is None:
         return None
-    params: dict[str, Any] = {"pk": row[0], "limit": limit}
-    if flt.after_sequence is not None:
-        params["after_sequence"] = flt.after_sequence
-    if flt.since is not None:
-        params["after"] = to_micros(flt.since)
-    if flt.until is not None:
-        params["until"] = to_micros(flt.until)
-    if flt.author is not None:
-        params["author"] = flt.author
-    if flt.branch:
-        params.update(_branch_params(flt.branch))
-    sql = q.events_query(
-        after_sequence=flt.after_sequence is not None,
-        after=flt.since is not None,
-        until=flt.until is not None,
-        author=flt.author is not None,
-        branch=bool(flt.branch),
-    )
-    return [event_from_row(r) for r in conn.execute(sql, params)]
+    conditions, params = event_filter(flt)
+    params["pk"] = row[0]
+    params["limit"] = limit
+    return [event_from_row(r) for r in conn.execute(q.events_query(conditions), params)]
 
 
 @in_read_transaction
