@@ -22,6 +22,7 @@ from pydantic import JsonValue, ValidationError
 
 from ..errors import DatabaseCorruptError, InvalidInputError
 from ..models import Event, Session, Summary, trusted_event
+from ..state import merged_view
 from ..timestamps import from_micros, to_micros
 from ..validation import EventSnapshot
 
@@ -147,6 +148,32 @@ def _is_plain(data: dict[str, Any]) -> bool:
 
 def state_from_rows(rows: Iterable[tuple[str, str]], what: str) -> dict[str, JsonValue]:
     return {key: loads(value, f"{what} key {key!r}") for key, value in rows}
+
+
+def scoped_state(
+    session_rows: Iterable[tuple[str, str]],
+    app_rows: Iterable[tuple[str, str]],
+    user_rows: Iterable[tuple[str, str]],
+    *,
+    session_id: str,
+    app_name: str,
+    user_id: str,
+) -> dict[str, JsonValue]:
+    """``Session.state`` from the (key, JSON text) rows of its three scopes."""
+    return merged_view(
+        state_from_rows(session_rows, f"state of session {session_id!r}"),
+        state_from_rows(app_rows, f"app state of {app_name!r}"),
+        state_from_rows(user_rows, f"user state of {user_id!r}"),
+    )
+
+
+def summaries_from_rows(rows: Iterable[tuple[str, str, int, int]]) -> dict[str, Summary]:
+    """A session's summaries, by branch."""
+    summaries = {}
+    for row in rows:
+        summary = summary_from_row(row)
+        summaries[summary.branch] = summary
+    return summaries
 
 
 def session_from_row(

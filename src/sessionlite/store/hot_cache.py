@@ -29,13 +29,13 @@ import collections
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from ..models import Event, Session, Summary, trusted_session
-from ..state import APP_PREFIX, USER_PREFIX, EncodedDelta
-from ..timestamps import from_micros
+from ..models import Event, Session, trusted_session
+from ..state import EncodedDelta
+from ..timestamps import from_micros, to_micros
 from .base import EventQuery, SessionKey
-from .codec import EventRow, SessionRow, event_from_row, loads, summary_from_row
+from .codec import EventRow, SessionRow, event_from_row, loads, scoped_state, summaries_from_rows
 
 __all__ = ["CacheStats", "HotCache", "SessionRows"]
 
@@ -43,7 +43,6 @@ ScopeKey = tuple[str, str, str]  # ("app", app, "") or ("user", app, user)
 # The memory estimate, per cached event (its row), calibrated on CPython 3.11 with
 # ``python -m benchmarks --only cache``.
 _ROW_OVERHEAD = 450
-_DECODED_FACTOR = 1
 _ENTRY_OVERHEAD = 2_000
 
 
@@ -72,9 +71,11 @@ class CacheStats:
 
 @dataclasses.dataclass(frozen=True)
 class _Scope:
+    """An app or user state scope (a few per cached session; not counted in the bound,
+    their number is kept near the sessions', see ``_evict``)."""
+
     state: dict[str, str]
     expires_us: int | None
-    nbytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +100,7 @@ def _text_bytes(texts: Iterable[str]) -> int:
 
 
 def _event_bytes(rows: Iterable[EventRow]) -> int:
-    return sum(len(r[5]) * _DECODED_FACTOR + len(r[1]) + _ROW_OVERHEAD for r in rows)
+    return sum(len(r[5]) + len(r[1]) + _ROW_OVERHEAD for r in rows)
 
 
 def _entry(
@@ -180,8 +181,8 @@ class HotCache:
             tuple(rows.summaries),
             set(),
         )
-        app = _Scope(rows.app_state, rows.app_expires_us, _text_bytes(rows.app_state.values()))
-        user = _Scope(rows.user_state, rows.user_expires_us, _text_bytes(rows.user_state.values()))
+        app = _Scope(rows.app_state, rows.app_expires_us)
+        user = _Scope(rows.user_state, rows.user_expires_us)
         with self._lock:
             if token_before != self.trusted:
                 return
@@ -245,19 +246,18 @@ class HotCache:
         if entry.version != version - 1:
             self._drop(key)
             return
-        events = entry.events + tuple(rows)
+        joined = entry.events + tuple(rows)
+        events = joined
         complete = entry.complete
         if trim_through is not None:
             events = tuple(r for r in events if r[0] > trim_through)
         if len(events) > self.max_events:
             events = events[-self.max_events :]
             complete = False
+        # Both trims remove the oldest rows only.
+        dropped = joined[: len(joined) - len(events)]
+        nbytes = entry.nbytes + _event_bytes(rows) - _event_bytes(dropped)
         state = entry.session_state
-        nbytes = (
-            entry.nbytes
-            + _event_bytes(rows)
-            - _event_bytes(entry.events[: len(entry.events) + len(rows) - len(events)])
-        )
         if delta.session:
             state = {**state, **dict(delta.session)}
             nbytes += _text_bytes(v for _, v in delta.session) + _text_bytes(
@@ -329,10 +329,11 @@ def _serves(entry: _Entry, query: EventQuery, now_us: int) -> bool:
 # -- building fresh objects ------------------------------------------------------------
 
 
-def _scope_state(scope: _Scope, now_us: int) -> dict[str, Any]:
+def _live_rows(scope: _Scope, now_us: int) -> Iterable[tuple[str, str]]:
+    """A state scope's (key, JSON text) rows; none once it has expired."""
     if scope.expires_us is not None and scope.expires_us <= now_us:
-        return {}
-    return {k: loads(v, f"state key {k!r}") for k, v in scope.state.items()}
+        return ()
+    return scope.state.items()
 
 
 def _event(entry: _Entry, row: EventRow) -> Event:
@@ -359,21 +360,10 @@ def _matches(row: EventRow, query: EventQuery, after_us: int | None) -> bool:
 def _build(entry: _Entry, app: _Scope, user: _Scope, query: EventQuery, now_us: int) -> Session:
     rows: Sequence[EventRow] = entry.events
     if query.after is not None or query.branch:
-        from ..timestamps import to_micros
-
         after_us = None if query.after is None else to_micros(query.after)
         rows = [r for r in rows if _matches(r, query, after_us)]
     if query.limit is not None:
         rows = rows[max(0, len(rows) - query.limit) :] if query.limit else ()
-    state: dict[str, Any] = {
-        k: loads(v, f"state key {k!r}") for k, v in entry.session_state.items()
-    }
-    state.update({APP_PREFIX + k: v for k, v in _scope_state(app, now_us).items()})
-    state.update({USER_PREFIX + k: v for k, v in _scope_state(user, now_us).items()})
-    summaries: dict[str, Summary] = {}
-    for summary_row in entry.summaries:
-        summary = summary_from_row(summary_row)
-        summaries[summary.branch] = summary
     _pk, app_name, user_id, session_id, agent_id, metadata, created, updated, expires, version = (
         entry.row
     )
@@ -384,9 +374,16 @@ def _build(entry: _Entry, app: _Scope, user: _Scope, query: EventQuery, now_us: 
             "id": session_id,
             "agent_id": agent_id,
             "metadata": loads(metadata, f"metadata of session {session_id!r}"),
-            "state": state,
+            "state": scoped_state(
+                entry.session_state.items(),
+                _live_rows(app, now_us),
+                _live_rows(user, now_us),
+                session_id=session_id,
+                app_name=app_name,
+                user_id=user_id,
+            ),
             "events": [_event(entry, row) for row in rows],
-            "summaries": summaries,
+            "summaries": summaries_from_rows(entry.summaries),
             "created_at": from_micros(created),
             "updated_at": from_micros(updated),
             "expires_at": None if expires is None else from_micros(expires),

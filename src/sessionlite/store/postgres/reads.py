@@ -14,13 +14,14 @@ from psycopg import AsyncConnection, AsyncCursor
 from pydantic import JsonValue
 
 from ...models import Event, Session, SessionPage, Summary
-from ...state import merged_view
 from ..base import EventFilter, EventQuery, SessionKey
 from ..codec import (
     encode_cursor,
     event_from_row,
+    scoped_state,
     session_from_row,
     state_from_rows,
+    summaries_from_rows,
     summary_from_row,
 )
 from ..filters import event_filter, recent_filter, session_page_filter
@@ -70,17 +71,19 @@ async def load_session(
         return None
     event_rows = [] if events is None else await events.fetchall()
     event_rows.reverse()
-    found: dict[str, Summary] = {}
-    for summary_row in await summaries.fetchall():
-        summary = summary_from_row(summary_row)
-        found[summary.branch] = summary
-    state = merged_view(
-        state_from_rows(await session_state.fetchall(), f"state of session {key.session_id!r}"),
-        state_from_rows(await app_state.fetchall(), f"app state of {key.app_name!r}"),
-        state_from_rows(await user_state.fetchall(), f"user state of {key.user_id!r}"),
+    state = scoped_state(
+        await session_state.fetchall(),
+        await app_state.fetchall(),
+        await user_state.fetchall(),
+        session_id=key.session_id,
+        app_name=key.app_name,
+        user_id=key.user_id,
     )
     return session_from_row(
-        row, state=state, events=[event_from_row(r) for r in event_rows], summaries=found
+        row,
+        state=state,
+        events=[event_from_row(r) for r in event_rows],
+        summaries=summaries_from_rows(await summaries.fetchall()),
     )
 
 
@@ -122,10 +125,13 @@ async def list_sessions(
                 )
         sessions = []
         for row, (session_state, app_state, user_state) in zip(rows, pending, strict=True):
-            state = merged_view(
-                state_from_rows(await session_state.fetchall(), f"state of session {row[3]!r}"),
-                state_from_rows(await app_state.fetchall(), f"app state of {row[1]!r}"),
-                state_from_rows(await user_state.fetchall(), f"user state of {row[2]!r}"),
+            state = scoped_state(
+                await session_state.fetchall(),
+                await app_state.fetchall(),
+                await user_state.fetchall(),
+                session_id=row[3],
+                app_name=row[1],
+                user_id=row[2],
             )
             sessions.append(session_from_row(row, state=state, events=[], summaries={}))
     finally:

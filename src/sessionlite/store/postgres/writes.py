@@ -54,7 +54,7 @@ class AppendJob(NamedTuple):
         return cls(command, to_micros(command.now))
 
 
-async def begin(conn: Conn, q: Queries, lock_timeout_ms: int) -> None:
+async def begin(conn: Conn, lock_timeout_ms: int) -> None:
     """Open a write transaction whose lock waits are bounded by ``busy_timeout``.
 
     ``SET LOCAL`` (not a session setting): it also holds through pgbouncer in
@@ -80,7 +80,7 @@ async def in_transaction(
     conn: Conn, q: Queries, lock_timeout_ms: int, fn: Callable[..., Awaitable[T]], *args: Any
 ) -> T:
     """Run ``fn(conn, q, *args)`` in one write transaction."""
-    await begin(conn, q, lock_timeout_ms)
+    await begin(conn, lock_timeout_ms)
     try:
         result = await fn(conn, q, *args)
         await conn.execute("COMMIT")

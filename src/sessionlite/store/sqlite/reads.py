@@ -21,8 +21,10 @@ from ..codec import (
     SessionRow,
     encode_cursor,
     event_from_row,
+    scoped_state,
     session_from_row,
     state_from_rows,
+    summaries_from_rows,
     summary_from_row,
 )
 from ..filters import event_filter, recent_filter, session_page_filter
@@ -117,11 +119,7 @@ def load_session(
         user_state(conn, q, app_name, user_id, now_us),
     )
     events = recent_events(conn, q, pk, query) if with_events else []
-    summaries = {}
-    if with_events:
-        for summary_row in conn.execute(q.summaries, (pk,)):
-            summary = summary_from_row(summary_row)
-            summaries[summary.branch] = summary
+    summaries = summaries_from_rows(conn.execute(q.summaries, (pk,))) if with_events else {}
     return session_from_row(row, state=state, events=events, summaries=summaries)
 
 
@@ -172,17 +170,19 @@ def get_session_rows(
         complete=plain and (query.limit is None or len(event_rows) < query.limit),
         summaries=summaries,
     )
-    state = merged_view(
-        state_from_rows(session_state.items(), f"state of session {row[3]!r}"),
-        state_from_rows(app_rows.items(), f"app state of {key.app_name!r}"),
-        state_from_rows(user_rows.items(), f"user state of {key.user_id!r}"),
+    state = scoped_state(
+        session_state.items(),
+        app_rows.items(),
+        user_rows.items(),
+        session_id=key.session_id,
+        app_name=key.app_name,
+        user_id=key.user_id,
     )
-    found: dict[str, Summary] = {}
-    for summary_row in summaries:
-        summary = summary_from_row(summary_row)
-        found[summary.branch] = summary
     session = session_from_row(
-        row, state=state, events=[event_from_row(r) for r in event_rows], summaries=found
+        row,
+        state=state,
+        events=[event_from_row(r) for r in event_rows],
+        summaries=summaries_from_rows(summaries),
     )
     return session, (cached if plain else None), before, after
 
