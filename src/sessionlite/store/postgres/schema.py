@@ -17,7 +17,8 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-from ...errors import SchemaVersionError, StorageError
+from .. import schema_checks
+from ..schema_checks import foreign_table_error, not_created_error, not_migrated_error
 
 TABLES = (
     "schema_info",
@@ -177,11 +178,7 @@ async def stored_version(conn: AsyncConnection[Any], prefix: str) -> int:
 
 
 def check_version(version: int, where: str) -> None:
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{where} has schema version {version}, but this sessionlite supports up to "
-            f"{SCHEMA_VERSION}; upgrade sessionlite to use it"
-        )
+    schema_checks.check_version(version, SCHEMA_VERSION, where)
 
 
 async def _check_foreign_tables(conn: AsyncConnection[Any], prefix: str, where: str) -> None:
@@ -198,11 +195,7 @@ async def _check_foreign_tables(conn: AsyncConnection[Any], prefix: str, where: 
         )
         found = {row[0] for row in await cursor.fetchall()}
         if found and not columns <= found:
-            raise StorageError(
-                f"{where} already has a table {prefix}{table} that sessionlite did not "
-                f"create (it lacks {', '.join(sorted(columns - found))}); use another "
-                "table_prefix or schema"
-            )
+            raise foreign_table_error(where, prefix + table, columns - found)
 
 
 async def migrate(conn: AsyncConnection[Any], prefix: str, where: str) -> int:
@@ -245,14 +238,8 @@ async def verify(conn: AsyncConnection[Any], prefix: str, where: str) -> None:
         if not row or not row[0]:
             missing.append(prefix + table)
     if missing:
-        raise StorageError(
-            f"{where} lacks table(s) {', '.join(missing)} and create_schema=False; create "
-            "the schema (open once with create_schema=True) or fix table_prefix"
-        )
+        raise not_created_error(where, missing)
     version = await stored_version(conn, prefix)
     check_version(version, where)
     if version < SCHEMA_VERSION:
-        raise StorageError(
-            f"{where} has schema version {version} (current is {SCHEMA_VERSION}) and "
-            "create_schema=False; open it once with create_schema=True to migrate"
-        )
+        raise not_migrated_error(where, version, SCHEMA_VERSION)

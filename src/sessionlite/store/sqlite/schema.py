@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from ...errors import SchemaVersionError, StorageError
+from .. import schema_checks
+from ..schema_checks import foreign_table_error, not_created_error, not_migrated_error
 
 # Timestamps are integer microseconds since the Unix epoch (UTC): exact, sortable.
 _V1 = [
@@ -168,11 +169,7 @@ def check_foreign_tables(conn: sqlite3.Connection, prefix: str, path: str) -> No
     for table, required in _REQUIRED_COLUMNS.items():
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({prefix}{table})")}
         if columns and not required <= columns:
-            raise StorageError(
-                f"{path} already has a table {prefix}{table} that sessionlite did not "
-                f"create (it lacks {', '.join(sorted(required - columns))}); use another "
-                "file, or a table_prefix to keep sessionlite's tables apart"
-            )
+            raise foreign_table_error(path, prefix + table, required - columns)
 
 
 def stored_version(conn: sqlite3.Connection, prefix: str) -> int:
@@ -188,11 +185,7 @@ def stored_version(conn: sqlite3.Connection, prefix: str) -> int:
 
 
 def check_version(version: int, path: str) -> None:
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{path} has schema version {version}, but this sessionlite supports up to "
-            f"{SCHEMA_VERSION}; upgrade sessionlite to open it"
-        )
+    schema_checks.check_version(version, SCHEMA_VERSION, path)
 
 
 def migrate(conn: sqlite3.Connection, prefix: str, path: str) -> int:
@@ -233,14 +226,8 @@ def verify(conn: sqlite3.Connection, prefix: str, path: str) -> None:
     check_foreign_tables(conn, prefix, path)
     missing = [f"{prefix}{t}" for t in REQUIRED_TABLES if f"{prefix}{t}" not in names]
     if missing:
-        raise StorageError(
-            f"{path} lacks table(s) {', '.join(missing)} and create_schema=False; create the "
-            "schema (open once with create_schema=True) or fix table_prefix"
-        )
+        raise not_created_error(path, missing)
     version = stored_version(conn, prefix)
     check_version(version, path)
     if version and version < SCHEMA_VERSION:
-        raise StorageError(
-            f"{path} has schema version {version} (current is {SCHEMA_VERSION}) and "
-            "create_schema=False; open it once with create_schema=True to migrate"
-        )
+        raise not_migrated_error(path, version, SCHEMA_VERSION)
