@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..models import utc_now
+from ..store.filters import live, render, sessions_filter
 from ..store.sqlite import schema
 from ..store.sqlite.errors import map_db_errors
 from ..timestamps import to_micros
@@ -89,6 +90,10 @@ class DatabaseReader(Protocol):
     def invariants(self) -> tuple[int, int]: ...
 
 
+def _placeholder(name: str) -> str:
+    return ":" + name
+
+
 class Reader:
     """Read-only queries on a sessionlite SQLite database (one table prefix)."""
 
@@ -119,8 +124,7 @@ class Reader:
         )
 
     def live(self, alias: str = "") -> str:
-        a = f"{alias}." if alias else ""
-        return f"{a}deleted_at IS NULL AND ({a}expires_at IS NULL OR {a}expires_at > :now)"
+        return render([live(alias)], _placeholder)
 
     def stats(self) -> dict[str, Any]:
         p, now = self.p, {"now": self.now_us}
@@ -178,15 +182,8 @@ class Reader:
         return rows.fetchall()
 
     def _filters(self, app_name: str | None, user_id: str | None) -> tuple[str, dict[str, Any]]:
-        where = [self.live("s")]
-        params: dict[str, Any] = {"now": self.now_us}
-        if app_name is not None:
-            where.append("s.app_name = :app")
-            params["app"] = app_name
-        if user_id is not None:
-            where.append("s.user_id = :user")
-            params["user"] = user_id
-        return " AND ".join(where), params
+        conditions, params = sessions_filter(app_name, user_id, self.now_us)
+        return render(conditions, _placeholder), params
 
     def find(
         self, session_id: str, app_name: str | None, user_id: str | None

@@ -14,10 +14,25 @@ from ..timestamps import to_micros
 from .base import EventFilter, EventQuery
 from .codec import decode_cursor
 
-__all__ = ["LIVE", "event_filter", "recent_filter", "render", "session_page_filter"]
+__all__ = [
+    "LIVE",
+    "event_filter",
+    "live",
+    "recent_filter",
+    "render",
+    "session_page_filter",
+    "sessions_filter",
+]
 
-# A session is live until deleted or expired (at the time "now" of the call).
-LIVE = "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > {now})"
+
+def live(alias: str = "") -> str:
+    """A session is live until deleted or expired (at the time ``{now}`` of the call);
+    ``alias``: the sessions table's name in the query, if it has one."""
+    a = f"{alias}." if alias else ""
+    return f"{a}deleted_at IS NULL AND ({a}expires_at IS NULL OR {a}expires_at > {{now}})"
+
+
+LIVE = live()
 # A branch filter "a" matches "a" and "a/...": the prefix test is the backend's own
 # (SQLite compares a byte range, PostgreSQL calls starts_with).
 BRANCH = "(branch = {branch} OR {branch_prefix_test})"
@@ -25,7 +40,9 @@ BRANCH = "(branch = {branch} OR {branch_prefix_test})"
 Conditions = tuple[list[str], dict[str, Any]]
 
 
-def render(conditions: Sequence[str], placeholder: Callable[[str], str], branch_test: str) -> str:
+def render(
+    conditions: Sequence[str], placeholder: Callable[[str], str], branch_test: str = ""
+) -> str:
     """The conditions joined with AND, ``{name}`` replaced by the driver's placeholder."""
     text = " AND ".join(conditions).replace("{branch_prefix_test}", branch_test)
     return text.format(**{name: placeholder(name) for name in _NAMES})
@@ -78,6 +95,21 @@ def session_page_filter(
     if cursor is not None:
         conditions.append("(updated_at, pk) < ({cursor_at}, {cursor_pk})")
         params["cursor_at"], params["cursor_pk"] = decode_cursor(cursor)
+    return conditions, params
+
+
+def sessions_filter(
+    app_name: str | None, user_id: str | None, now_us: int, alias: str = "s"
+) -> Conditions:
+    """Live sessions, of one app and one user if given (the ``sessionlite`` command)."""
+    conditions = [live(alias)]
+    params: dict[str, Any] = {"now": now_us}
+    if app_name is not None:
+        conditions.append(f"{alias}.app_name = {{app}}")
+        params["app"] = app_name
+    if user_id is not None:
+        conditions.append(f"{alias}.user_id = {{user}}")
+        params["user"] = user_id
     return conditions, params
 
 

@@ -25,9 +25,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ...models import utc_now
 from ...timestamps import to_micros
+from ..filters import live, render, sessions_filter
 from .connection import display_name
 from .errors import map_db_errors
-from .schema import SCHEMA_VERSION, TABLES, check_version, render
+from .schema import SCHEMA_VERSION, TABLES, check_version
+from .schema import render as render_tables
 
 __all__ = ["PostgresReader", "connect"]
 
@@ -35,10 +37,11 @@ _C = 'COLLATE "C"'
 
 
 def _live(alias: str) -> str:
-    return (
-        f"{alias}.deleted_at IS NULL AND "
-        f"({alias}.expires_at IS NULL OR {alias}.expires_at > %(now)s)"
-    )
+    return render([live(alias)], _placeholder)
+
+
+def _placeholder(name: str) -> str:
+    return f"%({name})s"
 
 
 @contextmanager
@@ -83,7 +86,7 @@ class PostgresReader:
     def _rows(self, template: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         """All rows of a query whose tables are named ``{sessions}``, ``{events}``..."""
         with self.conn.transaction():
-            return self.conn.execute(render(template, self.p), params).fetchall()
+            return self.conn.execute(render_tables(template, self.p), params).fetchall()
 
     def _value(self, template: str, params: Mapping[str, Any] | None = None) -> Any:
         ((value,),) = self._rows(template, params)
@@ -156,15 +159,8 @@ class PostgresReader:
         }
 
     def _filters(self, app_name: str | None, user_id: str | None) -> tuple[str, dict[str, Any]]:
-        where = [_live("s")]
-        params: dict[str, Any] = {"now": self.now_us}
-        if app_name is not None:
-            where.append("s.app_name = %(app)s")
-            params["app"] = app_name
-        if user_id is not None:
-            where.append("s.user_id = %(user)s")
-            params["user"] = user_id
-        return " AND ".join(where), params
+        conditions, params = sessions_filter(app_name, user_id, self.now_us)
+        return render(conditions, _placeholder), params
 
     def sessions(self, app_name: str | None, user_id: str | None, limit: int) -> list[Any]:
         """Live sessions, newest first; ``limit`` + 1 rows at most (0: all)."""
@@ -204,7 +200,7 @@ class PostgresReader:
         stays open while the keys are read (other reads may run meanwhile).
         """
         where, params = self._filters(app_name, user_id)
-        query = render(
+        query = render_tables(
             f"SELECT s.app_name, s.user_id, s.session_id FROM {{sessions}} s WHERE {where} "
             f"ORDER BY s.app_name {_C}, s.user_id {_C}, s.session_id {_C}",
             self.p,
