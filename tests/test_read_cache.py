@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sessionlite import Event, InvalidInputError, SessionService, Summary
+from sessionlite import Event, InvalidInputError, SessionService, Summary, ToolCall, ToolResult
 from sessionlite.store.base import SessionKey
 from sessionlite.store.sqlite import reads
 from sessionlite.testing import ManualClock
@@ -144,6 +144,45 @@ async def test_returned_sessions_are_independent(make: Factory) -> None:
             assert again.state == {"d": {"x": [1]}}
             assert again.metadata == {"m": {}}
         assert service.stats().read_cache_hits >= 2
+
+
+async def test_flat_containers_and_fields_of_served_events_are_independent(
+    make: Factory,
+) -> None:
+    """Hits share an event's immutable values and copy its containers: flat ones
+    shallowly, so the copies must still be the caller's own."""
+    async with make() as service:
+        session = await service.create_session(**KEY)
+        await service.append_events(
+            session,
+            [
+                Event(author="u", content={"a": 1}, metadata={"m": "v"}, state_delta={"k": 1}),
+                Event(author="u", content=[1, 2]),
+            ],
+        )
+        for _ in range(3):  # the first read fills the cache; then the first hit decodes
+            served = await service.get_session(**KEY)
+            assert served is not None
+            flat, listed = served.events
+            assert flat.content == {"a": 1}
+            assert flat.metadata == {"m": "v"}
+            assert flat.state_delta == {"k": 1}
+            assert listed.content == [1, 2]
+            assert flat.tool_calls == [] and listed.tool_results == []
+            assert flat.model_fields_set == {
+                "id", "author", "timestamp", "branch", "sequence", "content", "metadata",
+                "state_delta",
+            }  # fmt: skip
+            flat.content["a"] = 2  # type: ignore[index]
+            flat.metadata["m"] = "mutated"
+            flat.state_delta.clear()
+            flat.tool_calls.append(ToolCall(name="t"))
+            listed.content.append(3)  # type: ignore[union-attr]
+            listed.tool_results.append(ToolResult(call_id="c"))
+            listed.reasoning = "assigned"
+            assert "reasoning" in listed.model_fields_set
+            assert "reasoning" not in (await service.get_session(**KEY)).events[1].model_fields_set  # type: ignore[union-attr]
+        assert service.stats().read_cache_hits >= 3
 
 
 async def test_expiry_is_seen_the_moment_it_happens(make: Factory, clock: ManualClock) -> None:

@@ -210,15 +210,24 @@ class SessionPage(BaseModel):
     next_cursor: str | None = None
 
 
+# The slots every pydantic model instance carries, set directly: building many trusted
+# events is a read's hot loop, and the descriptors' own setters are the cheapest way in.
+_new_instance = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
 def trusted_event(fields: dict[str, Any], fields_set: set[str]) -> Event:
     """An :class:`Event` over ``fields`` (every field, already checked), built without
     running validation: for the library's hot paths (appends, reads), where the values
     have just been validated or come from rows that passed the same checks."""
-    event = Event.__new__(Event)
-    object.__setattr__(event, "__dict__", fields)
-    object.__setattr__(event, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(event, "__pydantic_extra__", None)
-    object.__setattr__(event, "__pydantic_private__", None)
+    event = _new_instance(Event)
+    _set_dict(event, fields)
+    _set_fields_set(event, fields_set)
+    _set_extra(event, None)
+    _set_private(event, None)
     return event
 
 
@@ -226,9 +235,9 @@ def trusted_session(fields: dict[str, Any]) -> Session:
     """A :class:`Session` over ``fields`` (every field, already checked), built without
     running validation: for reads served from the read cache, whose values come from
     rows that passed the codec's checks when they were first read."""
-    session = Session.__new__(Session)
-    object.__setattr__(session, "__dict__", fields)
-    object.__setattr__(session, "__pydantic_fields_set__", set(fields))
-    object.__setattr__(session, "__pydantic_extra__", None)
-    object.__setattr__(session, "__pydantic_private__", None)
+    session = _new_instance(Session)
+    _set_dict(session, fields)
+    _set_fields_set(session, set(fields))
+    _set_extra(session, None)
+    _set_private(session, None)
     return session

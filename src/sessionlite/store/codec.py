@@ -51,12 +51,12 @@ def dumps(value: Any) -> str:
 def loads(text: str, what: str) -> Any:
     """Parse stored JSON; :class:`~sessionlite.DatabaseCorruptError` if it is not JSON."""
     try:
-        return _parse(text)
+        return parse_json(text)
     except ValueError as exc:
         raise DatabaseCorruptError(f"stored {what} is not valid JSON: {exc}") from exc
 
 
-def _parse(text: str) -> Any:
+def parse_json(text: str) -> Any:
     """pydantic-core's parser (several times faster than :mod:`json`, and exact for every
     value sessionlite writes); :mod:`json` for values nested deeper than it accepts."""
     try:
@@ -71,12 +71,33 @@ def event_row(snapshot: EventSnapshot) -> tuple[str, str, int, str, str]:
     return event_id, author, to_micros(timestamp), branch, body
 
 
-def event_from_row(row: EventRow, *, known_plain: bool = False) -> Event:
-    """The event a row stores. ``known_plain``: the row already passed the checks of a
-    plain event (the read cache decodes the same rows again), so they are not repeated."""
+def event_from_row(row: EventRow) -> Event:
+    """The event a row stores (:class:`~sessionlite.DatabaseCorruptError` if it does not
+    decode)."""
+    data = _row_data(row)
+    if _is_plain(data):
+        return trusted_event(_plain_fields(data), set(data))
+    try:
+        return Event.model_validate(data)
+    except ValidationError as exc:
+        raise DatabaseCorruptError(f"stored event {row[1]!r} does not decode: {exc}") from exc
+
+
+def plain_fields(row: EventRow) -> tuple[dict[str, Any], frozenset[str]] | None:
+    """Every field of the plain event a row stores (see ``_PLAIN_FIELDS``) and the names of
+    those it set; None for an event that needs validation (e.g. it has tool calls). For
+    callers that build many events from the same row (the read cache)."""
+    data = _row_data(row)
+    if not _is_plain(data):
+        return None
+    return _plain_fields(data), frozenset(data)
+
+
+def _row_data(row: EventRow) -> dict[str, Any]:
+    """The body's fields plus the columns', as stored (nothing checked beyond JSON)."""
     sequence, event_id, author, timestamp, branch, body = row
     try:
-        data = _parse(body)
+        data = parse_json(body)
     except ValueError as exc:
         raise DatabaseCorruptError(f"stored event {event_id!r} is not valid JSON: {exc}") from exc
     if type(data) is not dict:
@@ -86,18 +107,17 @@ def event_from_row(row: EventRow, *, known_plain: bool = False) -> Event:
     data["timestamp"] = from_micros(timestamp)
     data["branch"] = branch
     data["sequence"] = sequence
-    if known_plain or _is_plain(data):
-        # Every field, in model order: defaults, fresh containers, then the stored values.
-        fields = {**_PLAIN_TEMPLATE, "tool_calls": [], "tool_results": [], **data}
-        if "state_delta" not in data:
-            fields["state_delta"] = {}
-        if "metadata" not in data:
-            fields["metadata"] = {}
-        return trusted_event(fields, set(data))
-    try:
-        return Event.model_validate(data)
-    except ValidationError as exc:
-        raise DatabaseCorruptError(f"stored event {event_id!r} does not decode: {exc}") from exc
+    return data
+
+
+def _plain_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Every field, in model order: defaults, fresh containers, then the stored values."""
+    fields = {**_PLAIN_TEMPLATE, "tool_calls": [], "tool_results": [], **data}
+    if "state_delta" not in data:
+        fields["state_delta"] = {}
+    if "metadata" not in data:
+        fields["metadata"] = {}
+    return fields
 
 
 # Event fields a plain stored event may carry, and the check each value must pass. An

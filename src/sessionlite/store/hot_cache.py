@@ -15,9 +15,12 @@ tail, anything else drops what it touched) and publishes the new token, or, when
 commit slipped in, empties the cache. Entries offered by a read are kept only if no
 commit happened during the read and the token is still the trusted one.
 
-**Independence.** Entries hold stored rows and JSON text, never objects handed out: a
-hit decodes fresh objects from them (skipping the checks a row already passed once), so
-mutating a returned session never changes what another caller gets.
+**Independence.** Entries never hold objects handed out. An event is kept as its stored
+row until it is first served, then as its decoded fields: immutable values (strings,
+numbers, datetimes) are shared by every copy, containers are copied for each hit (flat
+ones shallowly, nested ones parsed again from their JSON). So a hit costs a dict copy per
+event, not a decode, and mutating a returned session never changes what another caller
+gets.
 
 **Bounds.** At most ``max_bytes`` (an estimate of the entries' memory), least recently
 used sessions evicted first; counters in :meth:`HotCache.stats`.
@@ -29,20 +32,30 @@ import collections
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from ..models import Event, Session, trusted_session
+from ..models import Event, Session, trusted_event, trusted_session
 from ..state import EncodedDelta
 from ..timestamps import from_micros, to_micros
 from .base import EventQuery, SessionKey
-from .codec import EventRow, SessionRow, event_from_row, loads, scoped_state, summaries_from_rows
+from .codec import (
+    EventRow,
+    SessionRow,
+    dumps,
+    event_from_row,
+    loads,
+    parse_json,
+    plain_fields,
+    scoped_state,
+    summaries_from_rows,
+)
 
 __all__ = ["CacheStats", "HotCache", "SessionRows"]
 
 ScopeKey = tuple[str, str, str]  # ("app", app, "") or ("user", app, user)
-# The memory estimate, per cached event (its row), calibrated on CPython 3.11 with
-# ``python -m benchmarks --only cache``.
-_ROW_OVERHEAD = 450
+# The memory estimate, per cached event (decoded, as served: its fields dict and
+# values), calibrated on CPython 3.11 with ``python -m benchmarks --only cache``.
+_EVENT_OVERHEAD = 450
 _ENTRY_OVERHEAD = 2_000
 
 
@@ -78,16 +91,78 @@ class _Scope:
     expires_us: int | None
 
 
+class _CachedEvent:
+    """One cached event: its stored row until first served, then its decoded fields (the
+    row is dropped). Shared by the entries of a session's successive versions and by
+    every thread that reads them; decoding sets its fields once, and a racing second
+    decode sets equal ones."""
+
+    __slots__ = ("_copy", "_fields", "_row", "_set", "branch", "nbytes", "sequence", "timestamp_us")
+
+    def __init__(self, row: EventRow) -> None:
+        self.sequence = row[0]
+        self.timestamp_us = row[3]
+        self.branch = row[4]
+        self.nbytes = len(row[5]) + len(row[1]) + _EVENT_OVERHEAD
+        self._row: EventRow | None = row
+        self._fields: dict[str, Any] | None = None
+        self._set: frozenset[str] = frozenset()
+        # Fields holding containers, each with its JSON text if nested (None if flat).
+        self._copy: tuple[tuple[str, str | None], ...] = ()
+
+    def event(self) -> Event:
+        """A fresh event: nothing mutable is shared with any other."""
+        fields = self._fields
+        if fields is None:
+            return self._decode()
+        fields = fields.copy()
+        fields["tool_calls"] = []
+        fields["tool_results"] = []
+        for name, text in self._copy:
+            fields[name] = fields[name].copy() if text is None else parse_json(text)
+        return trusted_event(fields, set(self._set))
+
+    def _decode(self) -> Event:
+        row = self._row
+        if row is None:  # another thread decoded it meanwhile
+            return self.event()
+        decoded = plain_fields(row)  # a damaged row raises, like any read
+        if decoded is None:
+            return event_from_row(row)  # not plain (e.g. tool calls): validated each time
+        fields, fields_set = decoded
+        copy = tuple(
+            (name, None if _flat(value) else dumps(value))
+            for name in _CONTAINER_FIELDS
+            if type(value := fields[name]) in (dict, list)
+        )
+        self._set = _SHAPES.setdefault(fields_set, fields_set)
+        self._copy = _SHAPES.setdefault(copy, copy) if all(t is None for _, t in copy) else copy
+        self._fields = fields  # last: the fast path reads the two above once it is set
+        self._row = None
+        return self.event()
+
+
+# Plain-event fields that can hold a container (the tool lists are always empty there).
+_CONTAINER_FIELDS = ("content", "state_delta", "metadata")
+# Field-name sets and copy plans shared by the cached events that have them (a handful).
+_SHAPES: dict[Any, Any] = {}
+
+
+def _flat(value: dict[str, Any] | list[Any]) -> bool:
+    """A container whose items are all immutable (a shallow copy is a full copy)."""
+    items = value.values() if type(value) is dict else value
+    return not any(type(item) in (dict, list) for item in items)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     """A session's cached form. Never changed in place: writers replace it."""
 
     row: SessionRow  # pk, app, user, id, agent_id, metadata, created, updated, expires, version
     session_state: dict[str, str]
-    events: tuple[EventRow, ...]
+    events: tuple[_CachedEvent, ...]  # shared with the session's other entries
     complete: bool
     summaries: tuple[tuple[str, str, int, int], ...]
-    plain: set[int]  # sequences of rows known to decode as plain events (shared)
     nbytes: int
 
     @property
@@ -99,17 +174,16 @@ def _text_bytes(texts: Iterable[str]) -> int:
     return sum(len(t) + 60 for t in texts)
 
 
-def _event_bytes(rows: Iterable[EventRow]) -> int:
-    return sum(len(r[5]) + len(r[1]) + _ROW_OVERHEAD for r in rows)
+def _event_bytes(events: Iterable[_CachedEvent]) -> int:
+    return sum(e.nbytes for e in events)
 
 
 def _entry(
     row: SessionRow,
     session_state: dict[str, str],
-    events: tuple[EventRow, ...],
+    events: tuple[_CachedEvent, ...],
     complete: bool,
     summaries: tuple[tuple[str, str, int, int], ...],
-    plain: set[int],
 ) -> _Entry:
     nbytes = (
         _ENTRY_OVERHEAD
@@ -119,7 +193,7 @@ def _entry(
         + _event_bytes(events)
         + sum(len(s[1]) + 200 for s in summaries)
     )
-    return _Entry(row, session_state, events, complete, summaries, plain, nbytes)
+    return _Entry(row, session_state, events, complete, summaries, nbytes)
 
 
 class HotCache:
@@ -171,15 +245,14 @@ class HotCache:
         """Keep what a read found, if it is the trusted state (no commit during it)."""
         if token_before is None or token_before != token_after or self.max_bytes <= 0:
             return
-        events = tuple(rows.events[-self.max_events :])
-        complete = rows.complete and len(events) == len(rows.events)
+        kept = rows.events[-self.max_events :]
+        complete = rows.complete and len(kept) == len(rows.events)
         entry = _entry(
             rows.row,
             dict(rows.session_state),
-            events,
+            tuple(map(_CachedEvent, kept)),
             complete,
             tuple(rows.summaries),
-            set(),
         )
         app = _Scope(rows.app_state, rows.app_expires_us)
         user = _Scope(rows.user_state, rows.user_expires_us)
@@ -246,17 +319,18 @@ class HotCache:
         if entry.version != version - 1:
             self._drop(key)
             return
-        joined = entry.events + tuple(rows)
+        added = tuple(map(_CachedEvent, rows))
+        joined = entry.events + added
         events = joined
         complete = entry.complete
         if trim_through is not None:
-            events = tuple(r for r in events if r[0] > trim_through)
+            events = tuple(e for e in events if e.sequence > trim_through)
         if len(events) > self.max_events:
             events = events[-self.max_events :]
             complete = False
         # Both trims remove the oldest rows only.
         dropped = joined[: len(joined) - len(events)]
-        nbytes = entry.nbytes + _event_bytes(rows) - _event_bytes(dropped)
+        nbytes = entry.nbytes + _event_bytes(added) - _event_bytes(dropped)
         state = entry.session_state
         if delta.session:
             state = {**state, **dict(delta.session)}
@@ -267,7 +341,7 @@ class HotCache:
         row = (r[0], r[1], r[2], r[3], r[4], r[5], r[6], now_us, expires_us, version)
         self._put(
             key,
-            _Entry(row, state, events, complete, entry.summaries, entry.plain, nbytes),
+            _Entry(row, state, events, complete, entry.summaries, nbytes),
         )
 
     def expiry_refreshed(self, key: SessionKey, expires_us: int) -> None:
@@ -336,34 +410,22 @@ def _live_rows(scope: _Scope, now_us: int) -> Iterable[tuple[str, str]]:
     return scope.state.items()
 
 
-def _event(entry: _Entry, row: EventRow) -> Event:
-    """A fresh event for a cached row (decoded again: nothing is shared with the objects
-    handed out before). A row that passed the codec's checks once skips them."""
-    sequence = row[0]
-    if sequence in entry.plain:
-        return event_from_row(row, known_plain=True)
-    event = event_from_row(row)  # validated like any read (a damaged row raises)
-    if not (event.tool_calls or event.tool_results or event.usage is not None):
-        entry.plain.add(sequence)
-    return event
-
-
-def _matches(row: EventRow, query: EventQuery, after_us: int | None) -> bool:
-    if after_us is not None and row[3] < after_us:
+def _matches(event: _CachedEvent, query: EventQuery, after_us: int | None) -> bool:
+    if after_us is not None and event.timestamp_us < after_us:
         return False
     branch = query.branch
     if branch:
-        return row[4] == branch or row[4].startswith(branch + "/")
+        return event.branch == branch or event.branch.startswith(branch + "/")
     return True
 
 
 def _build(entry: _Entry, app: _Scope, user: _Scope, query: EventQuery, now_us: int) -> Session:
-    rows: Sequence[EventRow] = entry.events
+    events: Sequence[_CachedEvent] = entry.events
     if query.after is not None or query.branch:
         after_us = None if query.after is None else to_micros(query.after)
-        rows = [r for r in rows if _matches(r, query, after_us)]
+        events = [e for e in events if _matches(e, query, after_us)]
     if query.limit is not None:
-        rows = rows[max(0, len(rows) - query.limit) :] if query.limit else ()
+        events = events[max(0, len(events) - query.limit) :] if query.limit else ()
     _pk, app_name, user_id, session_id, agent_id, metadata, created, updated, expires, version = (
         entry.row
     )
@@ -382,7 +444,7 @@ def _build(entry: _Entry, app: _Scope, user: _Scope, query: EventQuery, now_us: 
                 app_name=app_name,
                 user_id=user_id,
             ),
-            "events": [_event(entry, row) for row in rows],
+            "events": [e.event() for e in events],
             "summaries": summaries_from_rows(entry.summaries),
             "created_at": from_micros(created),
             "updated_at": from_micros(updated),
