@@ -92,19 +92,17 @@ class _Scope:
 
 
 class _CachedEvent:
-    """One cached event: its stored row until first served, then its decoded fields (the
-    row is dropped). Shared by the entries of a session's successive versions and by
-    every thread that reads them; decoding sets its fields once, and a racing second
-    decode sets equal ones."""
+    """One cached event: its stored row, and once first served its decoded fields.
 
-    __slots__ = ("_copy", "_fields", "_row", "_set", "branch", "nbytes", "sequence", "timestamp_us")
+    Shared by the entries of a session's successive versions, by later reads of the same
+    row (see :meth:`HotCache.offer`) and by every thread that reads them; decoding sets
+    the fields once, and a racing second decode sets equal ones."""
+
+    __slots__ = ("_copy", "_fields", "_set", "nbytes", "row")
 
     def __init__(self, row: EventRow) -> None:
-        self.sequence = row[0]
-        self.timestamp_us = row[3]
-        self.branch = row[4]
+        self.row = row
         self.nbytes = len(row[5]) + len(row[1]) + _EVENT_OVERHEAD
-        self._row: EventRow | None = row
         self._fields: dict[str, Any] | None = None
         self._set: frozenset[str] = frozenset()
         # Fields holding containers, each with its JSON text if nested (None if flat).
@@ -123,22 +121,13 @@ class _CachedEvent:
         return trusted_event(fields, set(self._set))
 
     def _decode(self) -> Event:
-        row = self._row
-        if row is None:  # another thread decoded it meanwhile
-            return self.event()
-        decoded = plain_fields(row)  # a damaged row raises, like any read
+        decoded = plain_fields(self.row)  # a damaged row raises, like any read
         if decoded is None:
-            return event_from_row(row)  # not plain (e.g. tool calls): validated each time
+            return event_from_row(self.row)  # not plain (e.g. tool calls): validated each time
         fields, fields_set = decoded
-        copy = tuple(
-            (name, None if _flat(value) else dumps(value))
-            for name in _CONTAINER_FIELDS
-            if type(value := fields[name]) in (dict, list)
-        )
         self._set = _SHAPES.setdefault(fields_set, fields_set)
-        self._copy = _SHAPES.setdefault(copy, copy) if all(t is None for _, t in copy) else copy
+        self._copy = _copy_plan(fields)
         self._fields = fields  # last: the fast path reads the two above once it is set
-        self._row = None
         return self.event()
 
 
@@ -148,10 +137,43 @@ _CONTAINER_FIELDS = ("content", "state_delta", "metadata")
 _SHAPES: dict[Any, Any] = {}
 
 
+def _copy_plan(fields: dict[str, Any]) -> tuple[tuple[str, str | None], ...]:
+    """How a hit copies the containers among ``fields``: shallowly if flat, else from
+    their JSON text."""
+    plan: tuple[tuple[str, str | None], ...] = ()
+    nested = False
+    for name in _CONTAINER_FIELDS:
+        value = fields[name]
+        kind = type(value)
+        if kind is dict or kind is list:
+            if _flat(value):
+                plan += ((name, None),)
+            else:
+                plan += ((name, dumps(value)),)
+                nested = True
+    return plan if nested else _SHAPES.setdefault(plan, plan)
+
+
 def _flat(value: dict[str, Any] | list[Any]) -> bool:
     """A container whose items are all immutable (a shallow copy is a full copy)."""
-    items = value.values() if type(value) is dict else value
-    return not any(type(item) in (dict, list) for item in items)
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if kind is dict or kind is list:
+            return False
+    return True
+
+
+def _reusing(old: _Entry | None, rows: Sequence[EventRow]) -> tuple[_CachedEvent, ...]:
+    """Cached events for ``rows``: those ``old`` has for the very same rows (with their
+    decoded fields), new ones for the rest."""
+    if old is None or not old.events:
+        return tuple(map(_CachedEvent, rows))
+    known = {e.row[0]: e for e in old.events}
+    events = []
+    for row in rows:
+        cached = known.get(row[0])
+        events.append(cached if cached is not None and cached.row == row else _CachedEvent(row))
+    return tuple(events)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,19 +269,16 @@ class HotCache:
             return
         kept = rows.events[-self.max_events :]
         complete = rows.complete and len(kept) == len(rows.events)
-        entry = _entry(
-            rows.row,
-            dict(rows.session_state),
-            tuple(map(_CachedEvent, kept)),
-            complete,
-            tuple(rows.summaries),
-        )
+        session_state = dict(rows.session_state)
+        summaries = tuple(rows.summaries)
         app = _Scope(rows.app_state, rows.app_expires_us)
         user = _Scope(rows.user_state, rows.user_expires_us)
         with self._lock:
             if token_before != self.trusted:
                 return
-            self._put(key, entry)
+            # A miss often rereads rows a dropped or older entry had decoded already.
+            events = _reusing(self._entries.get(key), kept)
+            self._put(key, _entry(rows.row, session_state, events, complete, summaries))
             self._scopes.setdefault(("app", key.app_name, ""), app)
             self._scopes.setdefault(("user", key.app_name, key.user_id), user)
             self._evict()
@@ -324,7 +343,7 @@ class HotCache:
         events = joined
         complete = entry.complete
         if trim_through is not None:
-            events = tuple(e for e in events if e.sequence > trim_through)
+            events = tuple(e for e in events if e.row[0] > trim_through)
         if len(events) > self.max_events:
             events = events[-self.max_events :]
             complete = False
@@ -411,11 +430,12 @@ def _live_rows(scope: _Scope, now_us: int) -> Iterable[tuple[str, str]]:
 
 
 def _matches(event: _CachedEvent, query: EventQuery, after_us: int | None) -> bool:
-    if after_us is not None and event.timestamp_us < after_us:
+    _sequence, _id, _author, timestamp_us, event_branch, _body = event.row
+    if after_us is not None and timestamp_us < after_us:
         return False
     branch = query.branch
     if branch:
-        return event.branch == branch or event.branch.startswith(branch + "/")
+        return event_branch == branch or event_branch.startswith(branch + "/")
     return True
 
 
