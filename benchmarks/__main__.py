@@ -183,7 +183,7 @@ _RUNS: dict[str, tuple[str, Callable[[argparse.Namespace], Any], Callable[[Any],
         lambda a: bench_cache.run(
             sessions=1000 if a.quick else 10_000,
             events_per_session=20,
-            size=256 * 1024 * 1024,
+            size=512 * 1024 * 1024,
             tmp_root=a.tmpdir,
         ),
         bench_cache.report,

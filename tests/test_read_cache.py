@@ -402,3 +402,28 @@ async def test_without_a_wal_index_to_watch_reads_go_to_the_file(
             assert got is not None
             assert [e.content for e in got.events] == ["x"]
         assert service.stats().read_cache_hits == 0
+
+
+def test_a_refill_reuses_cached_events_only_for_the_very_same_rows() -> None:
+    from sessionlite.store.base import EventQuery
+    from sessionlite.store.hot_cache import HotCache, SessionRows
+
+    cache = HotCache(max_bytes=10**6, max_events=100)
+    cache.adopt(b"t")
+    key = SessionKey("a", "u", "s")
+    row = (1, "a", "u", "s", None, "{}", 0, 0, None, 3)
+
+    def offer(*events: tuple[int, str, str, int, str, str]) -> list[object]:
+        cache.offer(
+            key, SessionRows(row, {}, {}, None, {}, None, list(events), True, []), b"t", b"t"
+        )
+        served = cache.lookup(key, EventQuery(limit=None), 0, b"t")
+        assert served is not None
+        return [e.content for e in served.events]
+
+    first = (1, "e1", "u", 5, "", '{"content":"one"}')
+    assert offer(first) == ["one"]  # served once: its fields are decoded and kept
+    assert offer(first, (2, "e2", "u", 6, "", '{"content":"two"}')) == ["one", "two"]
+    # The same sequence with another row (e.g. a session deleted and created again
+    # under the same key) is decoded afresh, never taken for the cached one.
+    assert offer((1, "e1", "u", 5, "", '{"content":"other"}')) == ["other"]

@@ -53,9 +53,10 @@ from .codec import (
 __all__ = ["CacheStats", "HotCache", "SessionRows"]
 
 ScopeKey = tuple[str, str, str]  # ("app", app, "") or ("user", app, user)
-# The memory estimate, per cached event (decoded, as served: its fields dict and
-# values), calibrated on CPython 3.11 with ``python -m benchmarks --only cache``.
-_EVENT_OVERHEAD = 450
+# The memory estimate, per cached event as served (its row, and its decoded fields: a
+# second copy of the body's text, a 16-key dict, small containers), calibrated on
+# CPython 3.11 with ``python -m benchmarks --only cache``.
+_EVENT_OVERHEAD = 1_350
 _ENTRY_OVERHEAD = 2_000
 
 
@@ -102,7 +103,7 @@ class _CachedEvent:
 
     def __init__(self, row: EventRow) -> None:
         self.row = row
-        self.nbytes = len(row[5]) + len(row[1]) + _EVENT_OVERHEAD
+        self.nbytes = 2 * len(row[5]) + len(row[1]) + _EVENT_OVERHEAD
         self._fields: dict[str, Any] | None = None
         self._set: frozenset[str] = frozenset()
         # Fields holding containers, each with its JSON text if nested (None if flat).
