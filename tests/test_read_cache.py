@@ -158,12 +158,15 @@ async def test_flat_containers_and_fields_of_served_events_are_independent(
             [
                 Event(author="u", content={"a": 1}, metadata={"m": "v"}, state_delta={"k": 1}),
                 Event(author="u", content=[1, 2]),
+                Event(author="m", tool_calls=[ToolCall(id="c", name="t", arguments={"a": [1]})]),
             ],
         )
         for _ in range(3):  # the first read fills the cache; then the first hit decodes
             served = await service.get_session(**KEY)
             assert served is not None
-            flat, listed = served.events
+            flat, listed, called = served.events
+            assert called.tool_calls == [ToolCall(id="c", name="t", arguments={"a": [1]})]
+            called.tool_calls[0].arguments["a"].append(2)  # type: ignore[union-attr]
             assert flat.content == {"a": 1}
             assert flat.metadata == {"m": "v"}
             assert flat.state_delta == {"k": 1}
@@ -181,7 +184,9 @@ async def test_flat_containers_and_fields_of_served_events_are_independent(
             listed.tool_results.append(ToolResult(call_id="c"))
             listed.reasoning = "assigned"
             assert "reasoning" in listed.model_fields_set
-            assert "reasoning" not in (await service.get_session(**KEY)).events[1].model_fields_set  # type: ignore[union-attr]
+            again = await service.get_session(**KEY)
+            assert again is not None
+            assert "reasoning" not in again.events[1].model_fields_set
         assert service.stats().read_cache_hits >= 3
 
 

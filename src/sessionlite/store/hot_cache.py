@@ -16,7 +16,7 @@ commit slipped in, empties the cache. Entries offered by a read are kept only if
 commit happened during the read and the token is still the trusted one.
 
 **Independence.** Entries never hold objects handed out. An event is kept as its stored
-row until it is first served, then as its decoded fields: immutable values (strings,
+row, and from its first hit on also as its decoded fields: immutable values (strings,
 numbers, datetimes) are shared by every copy, containers are copied for each hit (flat
 ones shallowly, nested ones parsed again from their JSON). So a hit costs a dict copy per
 event, not a decode, and mutating a returned session never changes what another caller
@@ -99,7 +99,7 @@ class _CachedEvent:
     row (see :meth:`HotCache.offer`) and by every thread that reads them; decoding sets
     the fields once, and a racing second decode sets equal ones."""
 
-    __slots__ = ("_copy", "_fields", "_set", "nbytes", "row")
+    __slots__ = ("_copy", "_fields", "_set", "_validate", "nbytes", "row")
 
     def __init__(self, row: EventRow) -> None:
         self.row = row
@@ -108,12 +108,13 @@ class _CachedEvent:
         self._set: frozenset[str] = frozenset()
         # Fields holding containers, each with its JSON text if nested (None if flat).
         self._copy: tuple[tuple[str, str | None], ...] = ()
+        self._validate = False  # not a plain event: every hit validates the row
 
     def event(self) -> Event:
         """A fresh event: nothing mutable is shared with any other."""
         fields = self._fields
         if fields is None:
-            return self._decode()
+            return event_from_row(self.row) if self._validate else self._decode()
         fields = fields.copy()
         fields["tool_calls"] = []
         fields["tool_results"] = []
@@ -123,8 +124,9 @@ class _CachedEvent:
 
     def _decode(self) -> Event:
         decoded = plain_fields(self.row)  # a damaged row raises, like any read
-        if decoded is None:
-            return event_from_row(self.row)  # not plain (e.g. tool calls): validated each time
+        if decoded is None:  # not plain (e.g. tool calls): validated at every hit
+            self._validate = True
+            return event_from_row(self.row)
         fields, fields_set = decoded
         self._set = _SHAPES.setdefault(fields_set, fields_set)
         self._copy = _copy_plan(fields)
@@ -277,7 +279,8 @@ class HotCache:
         with self._lock:
             if token_before != self.trusted:
                 return
-            # A miss often rereads rows a dropped or older entry had decoded already.
+            # A miss (often in the moment between a commit and the writer's accounting
+            # for it) rereads rows this entry has mostly decoded already: keep those.
             events = _reusing(self._entries.get(key), kept)
             self._put(key, _entry(rows.row, session_state, events, complete, summaries))
             self._scopes.setdefault(("app", key.app_name, ""), app)
