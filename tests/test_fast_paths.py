@@ -47,6 +47,13 @@ def events(draw: st.DrawFn) -> Event:
             "tool_results": [ToolResult(call_id="c", output=content)],
             "usage": Usage(input_tokens=3),
         }
+    if not extra and draw(st.booleans()):  # token counts alone still decode plainly
+        counts = draw(
+            st.dictionaries(
+                st.sampled_from(["input_tokens", "output_tokens"]), st.integers(0, 10**12)
+            )
+        )
+        extra = {"usage": Usage(**counts)}
     return Event(
         author="a",
         content=content,
@@ -210,6 +217,9 @@ def test_decoded_event_is_what_validation_would_build(event: Event) -> None:
     validated = Event.model_validate(data)
     assert decoded == validated
     assert decoded.__pydantic_fields_set__ == validated.__pydantic_fields_set__
+    if validated.usage is not None:
+        assert decoded.usage is not None
+        assert decoded.usage.model_fields_set == validated.usage.model_fields_set
     assert list(decoded.__dict__) == list(validated.__dict__)  # field order (repr)
     assert decoded.sequence == 7 and decoded.timestamp == event.timestamp
 
@@ -222,6 +232,9 @@ def test_decoded_event_is_what_validation_would_build(event: Event) -> None:
         ('{"metadata": "x"}', ""),
         ('{"unknown_field": 1}', ""),
         ('{"usage": {"input_tokens": -1}}', ""),
+        ('{"usage": {"input_tokens": 1.5}}', ""),
+        ('{"usage": {"tokens": 1}}', ""),
+        ('{"usage": [1]}', ""),
         ("{}", "a//b"),
         ("[1]", ""),
         ("{not json", ""),

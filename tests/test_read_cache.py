@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from sessionlite import Event, InvalidInputError, SessionService, Summary, ToolCall, ToolResult
+from sessionlite import (
+    Event,
+    InvalidInputError,
+    SessionService,
+    Summary,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 from sessionlite.store.base import SessionKey
 from sessionlite.store.sqlite import reads
 from sessionlite.testing import ManualClock
@@ -157,7 +165,7 @@ async def test_flat_containers_and_fields_of_served_events_are_independent(
             session,
             [
                 Event(author="u", content={"a": 1}, metadata={"m": "v"}, state_delta={"k": 1}),
-                Event(author="u", content=[1, 2]),
+                Event(author="u", content=[1, 2], usage=Usage(output_tokens=3)),
                 Event(author="m", tool_calls=[ToolCall(id="c", name="t", arguments={"a": [1]})]),
             ],
         )
@@ -181,6 +189,9 @@ async def test_flat_containers_and_fields_of_served_events_are_independent(
             flat.state_delta.clear()
             flat.tool_calls.append(ToolCall(name="t"))
             listed.content.append(3)  # type: ignore[union-attr]
+            assert listed.usage == Usage(output_tokens=3)
+            assert listed.usage.model_fields_set == {"output_tokens"}
+            listed.usage.input_tokens = 9
             listed.tool_results.append(ToolResult(call_id="c"))
             listed.reasoning = "assigned"
             assert "reasoning" in listed.model_fields_set

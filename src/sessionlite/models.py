@@ -231,6 +231,17 @@ def trusted_event(fields: dict[str, Any], fields_set: set[str]) -> Event:
     return event
 
 
+def trusted_usage(counts: dict[str, int], fields_set: set[str]) -> Usage:
+    """A :class:`Usage` over ``counts`` (both fields, already checked), built without
+    running validation (see :func:`trusted_event`)."""
+    usage = _new_instance(Usage)
+    _set_dict(usage, counts)
+    _set_fields_set(usage, fields_set)
+    _set_extra(usage, None)
+    _set_private(usage, None)
+    return usage
+
+
 def trusted_session(fields: dict[str, Any]) -> Session:
     """A :class:`Session` over ``fields`` (every field, already checked), built without
     running validation: for reads served from the read cache, whose values come from

@@ -21,7 +21,7 @@ import pydantic_core
 from pydantic import JsonValue, ValidationError
 
 from ..errors import DatabaseCorruptError, InvalidInputError
-from ..models import Event, Session, Summary, trusted_event
+from ..models import Event, Session, Summary, Usage, trusted_event, trusted_usage
 from ..state import merged_view
 from ..timestamps import from_micros, to_micros
 from ..validation import EventSnapshot
@@ -117,11 +117,14 @@ def _plain_fields(data: dict[str, Any]) -> dict[str, Any]:
         fields["state_delta"] = {}
     if "metadata" not in data:
         fields["metadata"] = {}
+    usage = data.get("usage")
+    if usage is not None:
+        fields["usage"] = trusted_usage({**_USAGE_DEFAULTS, **usage}, set(usage))
     return fields
 
 
 # Event fields a plain stored event may carry, and the check each value must pass. An
-# event with only these (no tool calls, tool results or usage: nested models) and
+# event with only these (no tool calls or tool results: lists of nested models) and
 # well-typed values is built without running pydantic validation: reads return many
 # events, and validating each one was most of a read's cost. Anything else goes
 # through full validation, so a damaged row is still reported, never returned.
@@ -138,6 +141,7 @@ _PLAIN_FIELDS: dict[str, Any] = {
     "agent_id": (str, type(None)),
     "model": (str, type(None)),
     "metadata": dict,
+    "usage": "usage",  # token counts: see _is_usage
 }
 # Fields whose default is made by a factory (a fresh list or dict), except the id and
 # the timestamp, which a stored event always has.
@@ -158,12 +162,28 @@ assert set(_FACTORIES) == {"tool_calls", "tool_results", "state_delta", "metadat
 def _is_plain(data: dict[str, Any]) -> bool:
     for name, value in data.items():
         kind = _PLAIN_FIELDS.get(name, _NOT_PLAIN)
-        if kind is _NOT_PLAIN or (kind is not None and not isinstance(value, kind)):
+        if kind is None:
+            continue
+        if kind == "usage":
+            if not _is_usage(value):
+                return False
+        elif kind is _NOT_PLAIN or not isinstance(value, kind):
             return False
     # The id and author columns are never empty, and a branch has no empty segment:
     # the model's own rules, checked here as validation would.
     branch = data["branch"]
     return bool(data["id"]) and (not branch or "" not in branch.split("/"))
+
+
+def _is_usage(value: Any) -> bool:
+    """Stored token counts, as :class:`~sessionlite.Usage` validation would accept them."""
+    return type(value) is dict and all(
+        name in _USAGE_DEFAULTS and type(count) is int and count >= 0
+        for name, count in value.items()
+    )
+
+
+_USAGE_DEFAULTS = {name: info.default for name, info in Usage.model_fields.items()}
 
 
 def state_from_rows(rows: Iterable[tuple[str, str]], what: str) -> dict[str, JsonValue]:

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from ..models import Event, Session, trusted_event, trusted_session
+from ..models import Event, Session, trusted_event, trusted_session, trusted_usage
 from ..state import EncodedDelta
 from ..timestamps import from_micros, to_micros
 from .base import EventQuery, SessionKey
@@ -120,11 +120,14 @@ class _CachedEvent:
         fields["tool_results"] = []
         for name, text in self._copy:
             fields[name] = fields[name].copy() if text is None else parse_json(text)
+        usage = fields["usage"]
+        if usage is not None:  # counts only (ints): a shallow copy is a full one
+            fields["usage"] = trusted_usage(usage.__dict__.copy(), set(usage.model_fields_set))
         return trusted_event(fields, set(self._set))
 
     def _decode(self) -> Event:
         decoded = plain_fields(self.row)  # a damaged row raises, like any read
-        if decoded is None:  # not plain (e.g. tool calls): validated at every hit
+        if decoded is None:  # not plain (tool calls or results): validated at every hit
             self._validate = True
             return event_from_row(self.row)
         fields, fields_set = decoded
