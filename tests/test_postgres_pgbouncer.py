@@ -21,6 +21,7 @@ from psycopg import sql
 
 import pgtest
 from sessionlite import (
+    DatabaseLockedError,
     Event,
     EventConflictError,
     PersistenceError,
@@ -347,3 +348,27 @@ async def test_many_connections_at_once_with_cleanup(
         assert sum(r.expired_sessions for r in reports) == 200
         assert sum(r.purged_sessions for r in reports) == 200
         assert (await two.list_sessions(app_name="app")).sessions == []
+
+
+@pytest.mark.parametrize("via", ["server", "pgbouncer"])
+@pytest.mark.timeout(30)
+async def test_a_write_blocked_by_a_lock_gives_up_after_busy_timeout(
+    via: str, postgres_server: pgtest.Server, bouncer_url: str, prefix: str
+) -> None:
+    """Each write transaction bounds its lock waits by ``busy_timeout`` (``SET LOCAL``,
+    sent in the same round trip as its ``BEGIN``), also through pgbouncer."""
+    url = postgres_server.url if via == "server" else bouncer_url
+    async with SessionService(
+        url, table_prefix=prefix, prepared_statements=False, busy_timeout=0.3
+    ) as service:
+        session = await service.create_session(app_name="app", user_id="u", session_id="s")
+        with psycopg.connect(postgres_server.url) as blocker:  # a transaction holding the row
+            blocker.execute(
+                sql.SQL("SELECT 1 FROM {} FOR UPDATE").format(sql.Identifier(prefix + "sessions"))
+            )
+            with pytest.raises(DatabaseLockedError):
+                await service.append_event(session, Event(author="u", content="blocked"))
+            blocker.rollback()
+        await service.append_event(session, Event(author="u", content="after"))
+        stored = await reload(service, session)
+        assert [(e.sequence, e.content) for e in stored.events] == [(1, "after")]

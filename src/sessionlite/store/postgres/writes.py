@@ -59,9 +59,10 @@ async def begin(conn: Conn, lock_timeout_ms: int) -> None:
 
     ``SET LOCAL`` (not a session setting): it also holds through pgbouncer in
     transaction mode, where the next transaction may run on another server connection.
+    Both statements go in one round trip (a query without parameters is sent with the
+    simple query protocol, which takes several statements).
     """
-    await conn.execute("BEGIN")
-    await conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+    await conn.execute(f"BEGIN; SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
 
 
 async def rollback(conn: Conn) -> None:
