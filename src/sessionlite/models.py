@@ -13,9 +13,10 @@ key at the top of ``metadata``) are refused by pydantic when the model is built.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -210,6 +211,7 @@ class SessionPage(BaseModel):
     next_cursor: str | None = None
 
 
+M = TypeVar("M", bound=BaseModel)
 # The slots every pydantic model instance carries, set directly: building many trusted
 # events is a read's hot loop, and the descriptors' own setters are the cheapest way in.
 _new_instance = object.__new__
@@ -219,36 +221,25 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
-def trusted_event(fields: dict[str, Any], fields_set: set[str]) -> Event:
-    """An :class:`Event` over ``fields`` (every field, already checked), built without
+def _trusted(cls: type[M], fields: dict[str, Any], fields_set: set[str]) -> M:
+    """A ``cls`` instance over ``fields`` (every field, already checked), built without
     running validation: for the library's hot paths (appends, reads), where the values
     have just been validated or come from rows that passed the same checks."""
-    event = _new_instance(Event)
-    _set_dict(event, fields)
-    _set_fields_set(event, fields_set)
-    _set_extra(event, None)
-    _set_private(event, None)
-    return event
+    model = _new_instance(cls)
+    _set_dict(model, fields)
+    _set_fields_set(model, fields_set)
+    _set_extra(model, None)
+    _set_private(model, None)
+    return model
 
 
-def trusted_usage(counts: dict[str, int], fields_set: set[str]) -> Usage:
-    """A :class:`Usage` over ``counts`` (both fields, already checked), built without
-    running validation (see :func:`trusted_event`)."""
-    usage = _new_instance(Usage)
-    _set_dict(usage, counts)
-    _set_fields_set(usage, fields_set)
-    _set_extra(usage, None)
-    _set_private(usage, None)
-    return usage
+# An Event, or the Usage of one (its token counts), over already checked fields.
+trusted_event = functools.partial(_trusted, Event)
+trusted_usage = functools.partial(_trusted, Usage)
 
 
 def trusted_session(fields: dict[str, Any]) -> Session:
     """A :class:`Session` over ``fields`` (every field, already checked), built without
     running validation: for reads served from the read cache, whose values come from
     rows that passed the codec's checks when they were first read."""
-    session = _new_instance(Session)
-    _set_dict(session, fields)
-    _set_fields_set(session, set(fields))
-    _set_extra(session, None)
-    _set_private(session, None)
-    return session
+    return _trusted(Session, fields, set(fields))
