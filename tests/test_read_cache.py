@@ -287,6 +287,82 @@ async def test_the_cache_stays_within_its_bound(tmp_path: Path) -> None:
         assert 0 < stats.read_cache_sessions < 60
 
 
+async def test_appends_alone_keep_the_cache_within_its_bound(tmp_path: Path) -> None:
+    """Cached tails grow with every append (no read in between): the bound holds."""
+    bound = 40_000
+    async with SessionService(tmp_path / "db.sqlite", read_cache_size=bound) as service:
+        sessions = []
+        for n in range(3):
+            session = await service.create_session(app_name="a", user_id="u", session_id=f"s{n}")
+            assert await service.get_session(app_name="a", user_id="u", session_id=f"s{n}")
+            sessions.append(session)
+        for _ in range(10):
+            for session in sessions:
+                await service.append_event(session, Event(author="u", content="x" * 600))
+                assert service.stats().read_cache_bytes <= bound
+        assert service.stats().read_cache_evictions > 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"content": "x" * 180, "state_delta": {"turn": 5}},
+        {"content": "word, " * 40},
+        {"content": list(range(2000))},
+        {"content": {f"k{i}": i for i in range(1000)}},
+        {"content": [{"a": i, "b": "x"} for i in range(500)]},
+        {"content": [0] * 32, "state_delta": {str(i): 0 for i in range(32)}, "metadata": {}},
+        {
+            "content": list(range(32)),
+            "state_delta": {f"k{i}": i for i in range(32)},
+            "metadata": {f"m{i}": None for i in range(32)},
+        },
+    ],
+    ids=["text", "prose", "long-list", "long-dict", "nested", "small-flat", "three-flat"],
+)
+def test_the_memory_estimate_covers_a_served_event(body: dict[str, Any]) -> None:
+    """What ``read_cache_size`` bounds is an estimate: it must not fall short of what a
+    cached event really holds once served (its decoded fields), whatever its shape."""
+    import gc
+    import tracemalloc
+
+    from sessionlite.store.codec import dumps
+    from sessionlite.store.hot_cache import _CachedEvent
+
+    text = dumps(body)
+    rows = [(n, f"{n:032x}", "author", 1_700_000_000_000_000 + n, "", text + "") for n in range(50)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        cached = [_CachedEvent(row) for row in rows]
+        for event in cached:
+            event.event()
+        gc.collect()
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    row_bytes = sum(sys.getsizeof(part) for part in rows[0])  # allocated before tracing
+    assert held / len(rows) + row_bytes <= cached[0].nbytes
+
+
+def test_a_damaged_row_that_does_not_encode_again_is_served_as_read() -> None:
+    """A lone surrogate in a nested value (stored by someone else) decodes, but cannot
+    be kept as JSON text: such an event is decoded at every hit instead."""
+    from sessionlite.store.base import EventQuery
+    from sessionlite.store.hot_cache import HotCache, SessionRows
+
+    cache = HotCache(max_bytes=10**6, max_events=100)
+    cache.adopt(b"t")
+    key = SessionKey("a", "u", "s")
+    row = (1, "a", "u", "s", None, "{}", 0, 0, None, 3)
+    event = (1, "e1", "u", 5, "", '{"content": [["\\ud800"]]}')
+    cache.offer(key, SessionRows(row, {}, {}, None, {}, None, [event], True, []), b"t", b"t")
+    for _ in range(2):
+        served = cache.lookup(key, EventQuery(limit=None), 0, b"t")
+        assert served is not None
+        assert served.events[0].content == [["\ud800"]]
+
+
 async def test_the_cache_can_be_turned_off(tmp_path: Path) -> None:
     async with SessionService(tmp_path / "db.sqlite", read_cache_size=0) as service:
         await service.create_session(**KEY)

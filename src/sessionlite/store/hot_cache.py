@@ -17,10 +17,10 @@ commit happened during the read and the token is still the trusted one.
 
 **Independence.** Entries never hold objects handed out. An event is kept as its stored
 row, and from its first hit on also as its decoded fields: immutable values (strings,
-numbers, datetimes) are shared by every copy, containers are copied for each hit (flat
-ones shallowly, nested ones parsed again from their JSON). So a hit costs a dict copy per
-event, not a decode, and mutating a returned session never changes what another caller
-gets.
+numbers, datetimes) are shared by every copy, containers are copied for each hit (small
+flat ones shallowly, nested or large ones parsed again from their JSON). So a hit costs
+a dict copy per event, not a decode, and mutating a returned session never changes what
+another caller gets.
 
 **Bounds.** At most ``max_bytes`` (an estimate of the entries' memory), least recently
 used sessions evicted first; counters in :meth:`HotCache.stats`.
@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+from ..errors import InvalidInputError
 from ..models import Event, Session, trusted_event, trusted_session, trusted_usage
 from ..state import EncodedDelta
 from ..timestamps import from_micros, to_micros
@@ -103,7 +104,11 @@ class _CachedEvent:
 
     def __init__(self, row: EventRow) -> None:
         self.row = row
-        self.nbytes = 2 * len(row[5]) + len(row[1]) + _EVENT_OVERHEAD
+        body = row[5]
+        # Decoded small containers (see _flat) cost more than their text: a few bytes
+        # per item more, counted by the body's separators (at most those of 3 x 32).
+        items = min(body.count(",") + body.count(":"), 200)
+        self.nbytes = 2 * len(body) + len(row[1]) + _EVENT_OVERHEAD + 6 * items
         self._fields: dict[str, Any] | None = None
         self._set: frozenset[str] = frozenset()
         # Fields holding containers, each with its JSON text if nested (None if flat).
@@ -131,12 +136,18 @@ class _CachedEvent:
             self._validate = True
             return event_from_row(self.row)
         fields, fields_set = decoded
+        try:
+            self._copy = _copy_plan(fields)
+        except InvalidInputError:  # e.g. a lone surrogate someone else stored: decode it
+            self._validate = True  # at every hit, as an uncached read would
+            return event_from_row(self.row)
+        fields["tool_calls"] = fields["tool_results"] = None  # hits make fresh lists
         self._set = _SHAPES.setdefault(fields_set, fields_set)
-        self._copy = _copy_plan(fields)
         self._fields = fields  # last: the fast path reads the two above once it is set
         return self.event()
 
 
+_FLAT_ITEMS = 32
 # Plain-event fields that can hold a container (the tool lists are always empty there).
 _CONTAINER_FIELDS = ("content", "state_delta", "metadata")
 # Field-name sets and copy plans shared by the cached events that have them (a handful).
@@ -145,7 +156,8 @@ _SHAPES: dict[Any, Any] = {}
 
 def _copy_plan(fields: dict[str, Any]) -> tuple[tuple[str, str | None], ...]:
     """How a hit copies the containers among ``fields``: shallowly if flat, else from
-    their JSON text."""
+    their JSON text (then ``fields`` drops the decoded value, which hits never use).
+    :class:`InvalidInputError` if a nested value does not encode (a damaged row)."""
     plan: tuple[tuple[str, str | None], ...] = ()
     nested = False
     for name in _CONTAINER_FIELDS:
@@ -156,12 +168,17 @@ def _copy_plan(fields: dict[str, Any]) -> tuple[tuple[str, str | None], ...]:
                 plan += ((name, None),)
             else:
                 plan += ((name, dumps(value)),)
+                fields[name] = None
                 nested = True
     return plan if nested else _SHAPES.setdefault(plan, plan)
 
 
 def _flat(value: dict[str, Any] | list[Any]) -> bool:
-    """A container whose items are all immutable (a shallow copy is a full copy)."""
+    """A small container whose items are all immutable (a shallow copy is a full copy).
+    Larger ones are kept as text: their decoded items would cost far more memory than
+    the estimate counts (tens of bytes per item), for little gain over parsing."""
+    if len(value) > _FLAT_ITEMS:
+        return False
     for item in value.values() if type(value) is dict else value:
         kind = type(item)
         if kind is dict or kind is list:
@@ -369,6 +386,7 @@ class HotCache:
             key,
             _Entry(row, state, events, complete, entry.summaries, nbytes),
         )
+        self._evict()  # a growing tail counts against the bound too
 
     def expiry_refreshed(self, key: SessionKey, expires_us: int) -> None:
         entry = self._entries.get(key)
