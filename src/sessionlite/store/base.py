@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from anyio.abc import TaskGroup
 from pydantic import JsonValue
 
-from ..errors import SessionNotFoundError
+from ..errors import SessionExistsError, SessionNotFoundError
 from ..models import Event, Session, SessionPage, Summary
 from ..state import EncodedDelta, ScopedDelta
 from ..validation import PreparedEvent
@@ -39,6 +39,16 @@ def not_found(key: SessionKey) -> SessionNotFoundError:
     return SessionNotFoundError(
         f"session {key.session_id!r} (app {key.app_name!r}, user {key.user_id!r}) does not "
         "exist, expired or was deleted",
+        app_name=key.app_name,
+        user_id=key.user_id,
+        session_id=key.session_id,
+    )
+
+
+def already_exists(key: SessionKey) -> SessionExistsError:
+    return SessionExistsError(
+        f"session {key.session_id!r} already exists for app {key.app_name!r}, user "
+        f"{key.user_id!r}; use get_session or get_or_create_session",
         app_name=key.app_name,
         user_id=key.user_id,
         session_id=key.session_id,

@@ -8,7 +8,24 @@ from __future__ import annotations
 
 from ..errors import SchemaVersionError, StorageError
 
-__all__ = ["check_version", "foreign_table_error", "not_created_error", "not_migrated_error"]
+__all__ = [
+    "DATA_TABLES",
+    "check_version",
+    "foreign_table_error",
+    "not_created_error",
+    "not_migrated_error",
+]
+
+# The tables both backends keep sessions in (each may add its own bookkeeping table).
+DATA_TABLES = (
+    "sessions",
+    "events",
+    "session_state",
+    "app_state",
+    "user_state",
+    "summaries",
+    "state_scopes",
+)
 
 
 def check_version(version: int, supported: int, where: str) -> None:

@@ -18,18 +18,14 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 
 from .. import schema_checks
-from ..schema_checks import foreign_table_error, not_created_error, not_migrated_error
-
-TABLES = (
-    "schema_info",
-    "sessions",
-    "events",
-    "session_state",
-    "app_state",
-    "user_state",
-    "summaries",
-    "state_scopes",
+from ..schema_checks import (
+    DATA_TABLES,
+    foreign_table_error,
+    not_created_error,
+    not_migrated_error,
 )
+
+TABLES = ("schema_info", *DATA_TABLES)  # schema_info: the version, PostgreSQL only
 # Longest index name suffix below; PostgreSQL truncates identifiers at 63 bytes.
 LONGEST_SUFFIX = len("state_scopes_expiry")
 

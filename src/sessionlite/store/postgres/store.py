@@ -21,6 +21,7 @@ from ...config import ServiceOptions
 from ...errors import ServiceClosedError, StorageUnavailableError
 from ...models import Event, Session, SessionPage, Summary
 from ...timestamps import to_micros
+from ..appends import AppendJob
 from ..base import (
     AppendCommand,
     AppendOutcome,
@@ -37,7 +38,6 @@ from .connection import LoopBridge, display_name, make_pool
 from .errors import is_transient, map_db_errors
 from .queries import Queries
 from .writer import GroupCommitWriter
-from .writes import AppendJob
 
 T = TypeVar("T")
 Conn = AsyncConnection[Any]

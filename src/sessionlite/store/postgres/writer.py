@@ -19,10 +19,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from ...crossloop import complete_many
 from ...errors import ServiceClosedError, StorageUnavailableError
+from ..appends import AppendJob
 from ..group_commit import GroupCommitQueue, Request
 from .errors import translate
 from .queries import Queries
-from .writes import AppendJob, execute_appends
+from .writes import execute_appends
 
 
 class GroupCommitWriter(GroupCommitQueue[AppendJob]):

@@ -12,30 +12,32 @@ expiry) come from :mod:`sessionlite.store.rules`; this module only reads and wri
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection
 from pydantic import JsonValue
 
-from ...errors import SessionExistsError
 from ...models import Event, Session, Summary
 from ...timestamps import from_micros, to_micros
-from ..base import AppendCommand, EventQuery, NewSession, SessionKey, SessionWrite, not_found
-from ..codec import dumps, event_from_row, event_row, loads
+from ..appends import (
+    AppendJob,
+    AppendRows,
+    LiveSession,
+    by_session,
+    liveness_keys,
+    record,
+    stale,
+    stored_duplicates,
+)
+from ..base import EventQuery, NewSession, SessionKey, SessionWrite, already_exists, not_found
+from ..codec import dumps, event_from_row
 from ..rules import (
     AlreadyStored,
     Appended,
-    SessionCursor,
-    StoredEvent,
-    advance,
     scope_expired,
-    stale_error,
-    stored_retry,
     summary_supersedes,
-    trim_through,
 )
 from .errors import is_transient
 from .queries import Queries
@@ -43,15 +45,6 @@ from .reads import load_session
 
 Conn = AsyncConnection[Any]
 T = TypeVar("T")
-
-
-class AppendJob(NamedTuple):
-    command: AppendCommand
-    now_us: int
-
-    @classmethod
-    def build(cls, command: AppendCommand) -> AppendJob:
-        return cls(command, to_micros(command.now))
 
 
 async def begin(conn: Conn, lock_timeout_ms: int) -> None:
@@ -138,64 +131,18 @@ async def _careful(conn: Conn, q: Queries, jobs: Sequence[AppendJob]) -> list[An
     return outcomes
 
 
-@dataclasses.dataclass(slots=True)
-class _LiveSession(SessionCursor[int]):
-    """A live session's row as a write sees it (locked; ``updated_at`` in microseconds)."""
-
-    pk: int = 0
-
-
-class _Rows:
-    """Everything a group of appends writes, one array per column (see queries.py)."""
-
-    def __init__(self, q: Queries) -> None:
-        self.q = q
-        self.events: list[tuple[Any, ...]] = []
-        self.sessions: list[tuple[Any, ...]] = []
-        self.trims: list[tuple[int, int]] = []
-        self.session_state: dict[tuple[int, str], str] = {}
-        self.app_state: dict[tuple[str, str], tuple[str, int]] = {}
-        self.user_state: dict[tuple[str, str, str], tuple[str, int]] = {}
-
-    def add(self, job: AppendJob, pk: int, first_sequence: int) -> None:
-        command = job.command
-        self.events.extend(
-            (pk, sequence, *event_row(p.snapshot))
-            for sequence, p in enumerate(command.events, first_sequence)
-        )
-        delta = command.delta
-        for key, value in delta.session:
-            self.session_state[pk, key] = value
-        app_name, user_id = command.key.app_name, command.key.user_id
-        for key, value in delta.app:
-            self.app_state[app_name, key] = (value, job.now_us)
-        for key, value in delta.user:
-            self.user_state[app_name, user_id, key] = (value, job.now_us)
-
-    def advance(self, session: _LiveSession) -> None:
-        policy = self.q.policy
-        expires = policy.expiry(session.updated_at, policy.session_ttl_us)
-        self.sessions.append(
-            (session.pk, session.version, session.last_sequence, session.updated_at, expires)
-        )
-        through = trim_through(session.last_sequence, policy.max_stored_events)
-        if through is not None:
-            self.trims.append((session.pk, through))
-
-    async def write(self, conn: Conn) -> None:
-        q = self.q
-        if self.events:
-            await conn.execute(q.insert_events, _columns(self.events, 7))
-        if self.sessions:
-            await conn.execute(q.update_sessions, _columns(self.sessions, 5))
-        if self.trims:
-            await conn.execute(q.trim_events, _columns(self.trims, 2))
-        if self.session_state:
-            rows = [(pk, key, value) for (pk, key), value in sorted(self.session_state.items())]
-            await conn.execute(q.upsert_session_states, _columns(rows, 3))
-        app_rows = [(a, k, v, now) for (a, k), (v, now) in self.app_state.items()]
-        user_rows = [(a, u, k, v, now) for (a, u, k), (v, now) in self.user_state.items()]
-        await write_state(conn, q, app_rows, user_rows)
+async def _write_rows(conn: Conn, q: Queries, rows: AppendRows) -> None:
+    """A group's rows, one array per column and one statement per table (see
+    queries.py); state rows in key order, the order their rows are locked in."""
+    if rows.events:
+        await conn.execute(q.insert_events, _columns(rows.events, 7))
+    if rows.sessions:
+        await conn.execute(q.update_sessions, _columns(rows.sessions, 5))
+    if rows.trims:
+        await conn.execute(q.trim_events, _columns(rows.trims, 2))
+    if rows.session_state:
+        await conn.execute(q.upsert_session_states, _columns(rows.session_state_rows(), 3))
+    await write_state(conn, q, rows.app_state_rows(), rows.user_state_rows())
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -207,13 +154,13 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
 
 async def _lock_sessions(
     conn: Conn, q: Queries, keys: Sequence[tuple[SessionKey, int]]
-) -> dict[int, _LiveSession]:
+) -> dict[int, LiveSession]:
     """Lock the live sessions among ``(key, now_us)`` pairs; by their index in ``keys``."""
     rows = [(i, *key, now) for i, (key, now) in enumerate(keys)]
     cursor = await conn.execute(q.lock_sessions, _columns(rows, 5))
-    found: dict[int, _LiveSession] = {}
+    found: dict[int, LiveSession] = {}
     for index, pk, version, last_sequence, updated_at in await cursor.fetchall():
-        found[index] = _LiveSession(version, last_sequence, updated_at, pk)
+        found[index] = LiveSession(version, last_sequence, updated_at, pk)
     return found
 
 
@@ -226,15 +173,11 @@ async def apply_appends(
     ids are not looked up: the unique index raises and the caller replays call by call
     with ``careful=True``, which handles idempotent retries and conflicts.
     """
-    by_session: dict[SessionKey, list[int]] = {}
-    for index, job in enumerate(jobs):
-        by_session.setdefault(job.command.key, []).append(index)
-    # Liveness is judged at the first append's time; an expiry ends a session for good.
-    keys = [(key, jobs[indexes[0]].now_us) for key, indexes in by_session.items()]
-    live = await _lock_sessions(conn, q, keys)
+    groups = by_session(jobs)
+    live = await _lock_sessions(conn, q, liveness_keys(groups, jobs))
     outcomes: list[Any] = [None] * len(jobs)
-    rows = _Rows(q)
-    for position, (key, indexes) in enumerate(by_session.items()):
+    rows = AppendRows(q.policy)
+    for position, (key, indexes) in enumerate(groups.items()):
         session = live.get(position)
         if session is None:
             for i in indexes:
@@ -247,7 +190,7 @@ async def apply_appends(
             written = written or isinstance(outcome, Appended)
         if written:
             rows.advance(session)
-    await rows.write(conn)
+    await _write_rows(conn, q, rows)
     return outcomes
 
 
@@ -255,46 +198,24 @@ async def _apply_one(
     conn: Conn,
     q: Queries,
     key: SessionKey,
-    session: _LiveSession,
+    session: LiveSession,
     job: AppendJob,
-    rows: _Rows,
+    rows: AppendRows,
     *,
     careful: bool,
 ) -> Any:
-    expected = job.command.expected_version
-    if expected is not None and expected != session.version:
-        return stale_error(key, expected, session.version)
+    error = stale(key, session, job)
+    if error is not None:
+        return error
     if careful:
-        stored = await _stored_duplicates(conn, q, session.pk, key, job.command.events)
+        events = job.command.events
+        ids = [p.snapshot.event_id for p in events]
+        cursor = await conn.execute(q.events_by_ids, (session.pk, ids))
+        by_id = {row[1]: row for row in await cursor.fetchall()}
+        stored = stored_duplicates(key, events, by_id.get)
         if stored is not None:
             return AlreadyStored(stored, session.version, session.updated_at)
-    first = advance(session, len(job.command.events), job.now_us)
-    rows.add(job, session.pk, first)
-    return Appended(first, session.version, job.now_us)
-
-
-async def _stored_duplicates(
-    conn: Conn, q: Queries, session_pk: int, key: SessionKey, events: Sequence[Any]
-) -> list[Event] | None:
-    snapshots = [p.snapshot for p in events]
-    cursor = await conn.execute(q.events_by_ids, (session_pk, [s.event_id for s in snapshots]))
-    by_id = {row[1]: row for row in await cursor.fetchall()}
-
-    def find(event_id: str) -> tuple[StoredEvent, Event] | None:
-        row = by_id.get(event_id)
-        if row is None:
-            return None
-        _sequence, _id, author, timestamp_us, branch, body = row
-        old = StoredEvent(author, timestamp_us, branch, loads(body, f"event {event_id!r}"))
-        return old, event_from_row(row)
-
-    return stored_retry(
-        key,
-        snapshots,
-        find,
-        timestamp=lambda snapshot: to_micros(snapshot.timestamp),
-        parse=lambda body: loads(body, "the new event"),
-    )
+    return record(session, job, rows)
 
 
 # -- state ----------------------------------------------------------------------------
@@ -378,16 +299,16 @@ def _key_params(key: SessionKey, now_us: int) -> dict[str, Any]:
 
 async def _session_for_write(
     conn: Conn, q: Queries, key: SessionKey, now_us: int
-) -> _LiveSession | None:
+) -> LiveSession | None:
     cursor = await conn.execute(q.session_for_write, _key_params(key, now_us))
     row = await cursor.fetchone()
     if row is None:
         return None
     pk, version, last_sequence, updated_at = row
-    return _LiveSession(version, last_sequence, updated_at, pk)
+    return LiveSession(version, last_sequence, updated_at, pk)
 
 
-async def _require(conn: Conn, q: Queries, key: SessionKey, now_us: int) -> _LiveSession:
+async def _require(conn: Conn, q: Queries, key: SessionKey, now_us: int) -> LiveSession:
     session = await _session_for_write(conn, q, key, now_us)
     if session is None:
         raise not_found(key)
@@ -451,13 +372,7 @@ async def create_session(
         existing = await load_session(conn, q, key, EventQuery(limit=event_limit), now_us)
         if existing is not None:
             return existing, False
-    raise SessionExistsError(
-        f"session {key.session_id!r} already exists for app {key.app_name!r}, user "
-        f"{key.user_id!r}; use get_session or get_or_create_session",
-        app_name=key.app_name,
-        user_id=key.user_id,
-        session_id=key.session_id,
-    )
+    raise already_exists(key)
 
 
 async def _live_exists(conn: Conn, q: Queries, params: dict[str, Any]) -> bool:

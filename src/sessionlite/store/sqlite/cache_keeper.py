@@ -15,11 +15,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from ..appends import AppendJob
 from ..codec import event_row
 from ..hot_cache import HotCache
 from ..rules import Appended, trim_through
 from .queries import Queries
-from .writes import AppendJob, CallJob, Job
+from .writes import CallJob, Job
 
 __all__ = ["CacheKeeper", "Token"]
 

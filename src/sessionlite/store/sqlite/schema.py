@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 
 from .. import schema_checks
-from ..schema_checks import foreign_table_error, not_created_error, not_migrated_error
+from ..schema_checks import DATA_TABLES, foreign_table_error, not_created_error, not_migrated_error
 
 # Timestamps are integer microseconds since the Unix epoch (UTC): exact, sortable.
 _V1 = [
@@ -143,15 +143,7 @@ _V2 = [
 MIGRATIONS: list[list[str]] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-REQUIRED_TABLES = (
-    "sessions",
-    "events",
-    "session_state",
-    "app_state",
-    "user_state",
-    "summaries",
-    "state_scopes",
-)
+REQUIRED_TABLES = DATA_TABLES
 
 
 # Columns the store relies on, per table: a table of the same name that lacks them

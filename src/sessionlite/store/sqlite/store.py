@@ -15,6 +15,7 @@ from ...config import ServiceOptions
 from ...errors import DatabaseLockedError, StorageError
 from ...models import Event, Session, SessionPage, Summary
 from ...timestamps import to_micros
+from ..appends import AppendJob
 from ..base import (
     AppendCommand,
     AppendOutcome,
@@ -33,7 +34,7 @@ from .connection import ReaderPool, ThreadConnection
 from .queries import Queries
 from .wal_token import MemoryToken, WalToken
 from .writer import GroupCommitWriter
-from .writes import AppendJob, CallJob
+from .writes import CallJob
 
 MEMORY = ":memory:"
 

@@ -22,35 +22,36 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
-from ...errors import (
-    SessionExistsError,
-)
 from ...models import Event, Session, Summary
 from ...timestamps import from_micros, to_micros
+from ..appends import (
+    AppendJob,
+    AppendRows,
+    LiveSession,
+    by_session,
+    liveness_keys,
+    record,
+    stale,
+    stored_duplicates,
+)
 from ..base import (
-    AppendCommand,
     EventQuery,
     NewSession,
     SessionKey,
     SessionWrite,
+    already_exists,
     not_found,
 )
-from ..codec import dumps, event_from_row, event_row, loads
+from ..codec import dumps, event_from_row
 from ..rules import (
     AlreadyStored,
     Appended,
-    SessionCursor,
-    StoredEvent,
-    advance,
     scope_expired,
-    stale_error,
-    stored_retry,
     summary_supersedes,
-    trim_through,
 )
 from .bulk import run_values
 from .queries import Queries
@@ -60,23 +61,6 @@ if TYPE_CHECKING:
     from ..hot_cache import HotCache
 
 WriteFn = Callable[[sqlite3.Connection], Any]
-
-
-class AppendJob(NamedTuple):
-    """An append as the writer thread runs it.
-
-    Its rows were built and encoded when the append was accepted (see
-    :class:`~sessionlite.validation.PreparedEvent`), so the writer thread only binds
-    them: its Python work, and so its contention for the GIL with the event loop,
-    stays small.
-    """
-
-    command: AppendCommand
-    now_us: int
-
-    @classmethod
-    def build(cls, command: AppendCommand) -> AppendJob:
-        return cls(command, to_micros(command.now))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,105 +216,40 @@ def _apply_one_carefully(conn: sqlite3.Connection, q: Queries, job: AppendJob) -
     return apply_appends(conn, q, [job], careful=True)[0]
 
 
-@dataclasses.dataclass(slots=True)
-class _LiveSession(SessionCursor[int]):
-    """A live session's row as a write sees it (``updated_at`` in microseconds)."""
-
-    pk: int = 0
-
-
-def _live(row: Sequence[Any]) -> _LiveSession:
+def _live(row: Sequence[Any]) -> LiveSession:
     pk, version, last_sequence, updated_at_us = row
-    return _LiveSession(version, last_sequence, updated_at_us, pk)
+    return LiveSession(version, last_sequence, updated_at_us, pk)
 
 
 def _session_for_write(
     conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int
-) -> _LiveSession | None:
+) -> LiveSession | None:
     row = conn.execute(
         q.session_for_write, (key.app_name, key.user_id, key.session_id, now_us)
     ).fetchone()
     return None if row is None else _live(row)
 
 
-class _Rows:
-    """Everything a group of appends writes, gathered so that each table gets a few
-    multi-row statements (see :mod:`.bulk`). State is merged per key (last write
-    wins), so a key written by many appends of the batch is written once."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self.sessions: list[tuple[int, int, int, int, int | None]] = []
-        self.session_state: dict[tuple[int, str], str] = {}
-        self.app_state: dict[tuple[str, str], tuple[str, int]] = {}
-        self.user_state: dict[tuple[str, str, str], tuple[str, int]] = {}
-        self.trims: list[tuple[int, int]] = []
-
-    def add(self, job: AppendJob, pk: int, first_sequence: int) -> None:
-        command = job.command
-        self.events.extend(
-            (pk, sequence, *event_row(p.snapshot))
-            for sequence, p in enumerate(command.events, first_sequence)
-        )
-        delta = command.delta
-        for key, value in delta.session:
-            self.session_state[pk, key] = value
-        if delta.app or delta.user:
-            app_name, user_id = command.key.app_name, command.key.user_id
-            for key, value in delta.app:
-                self.app_state[app_name, key] = (value, job.now_us)
-            for key, value in delta.user:
-                self.user_state[app_name, user_id, key] = (value, job.now_us)
-
-    def advance(self, q: Queries, session: _LiveSession) -> None:
-        """The session row after the group's appends (and the trim they make due)."""
-        policy = q.policy
-        self.sessions.append(
-            (
-                session.pk,
-                session.version,
-                session.last_sequence,
-                session.updated_at,
-                policy.expiry(session.updated_at, policy.session_ttl_us),
-            )
-        )
-        through = trim_through(session.last_sequence, policy.max_stored_events)
-        if through is not None:
-            self.trims.append((session.pk, through))
-
-    def write(self, conn: sqlite3.Connection, q: Queries) -> None:
-        if self.events:
-            run_values(conn, q.insert_events, 7, self.events)
-        if self.sessions:
-            run_values(conn, q.update_sessions, 5, self.sessions)
-        if self.trims:
-            conn.executemany(q.trim_events, self.trims)
-        if self.session_state:
-            run_values(
-                conn,
-                q.upsert_session_states,
-                3,
-                [(pk, key, value) for (pk, key), value in self.session_state.items()],
-            )
-        if self.app_state or self.user_state:
-            _write_state(
-                conn,
-                q,
-                [],
-                [(app, key, value, now) for (app, key), (value, now) in self.app_state.items()],
-                [
-                    (app, user, key, value, now)
-                    for (app, user, key), (value, now) in self.user_state.items()
-                ],
-            )
+def _write_rows(conn: sqlite3.Connection, q: Queries, rows: AppendRows) -> None:
+    """A group's rows, a few multi-row statements per table (see :mod:`.bulk`)."""
+    if rows.events:
+        run_values(conn, q.insert_events, 7, rows.events)
+    if rows.sessions:
+        run_values(conn, q.update_sessions, 5, rows.sessions)
+    if rows.trims:
+        conn.executemany(q.trim_events, rows.trims)
+    if rows.session_state:
+        run_values(conn, q.upsert_session_states, 3, rows.session_state_rows())
+    if rows.app_state or rows.user_state:
+        _write_state(conn, q, [], rows.app_state_rows(), rows.user_state_rows())
 
 
 def _find_sessions(
     conn: sqlite3.Connection, q: Queries, keys: Sequence[tuple[SessionKey, int]]
-) -> dict[int, _LiveSession]:
+) -> dict[int, LiveSession]:
     """The live sessions among ``(key, now_us)`` pairs, by their index in ``keys``."""
     rows = [(i, *key, now) for i, (key, now) in enumerate(keys)]
-    found: dict[int, _LiveSession] = {}
+    found: dict[int, LiveSession] = {}
     for (text,) in run_values(conn, q.find_sessions, 5, rows):
         for index, *fields in json.loads(text):
             found[index] = _live(fields)
@@ -348,15 +267,11 @@ def apply_appends(
     caller replays call by call with ``careful=True``, which handles idempotent retries
     and conflicts.
     """
-    by_session: dict[SessionKey, list[int]] = {}
-    for index, job in enumerate(jobs):
-        by_session.setdefault(job.command.key, []).append(index)
-    # Liveness is judged at the first append's time; an expiry ends a session for good.
-    keys = [(key, jobs[indexes[0]].now_us) for key, indexes in by_session.items()]
-    live = _find_sessions(conn, q, keys)
+    groups = by_session(jobs)
+    live = _find_sessions(conn, q, liveness_keys(groups, jobs))
     outcomes: list[Any] = [None] * len(jobs)
-    rows = _Rows()
-    for position, (key, indexes) in enumerate(by_session.items()):
+    rows = AppendRows(q.policy)
+    for position, (key, indexes) in enumerate(groups.items()):
         session = live.get(position)
         if session is None:
             for i in indexes:
@@ -368,8 +283,8 @@ def apply_appends(
             outcomes[i] = outcome
             written = written or isinstance(outcome, Appended)
         if written:
-            rows.advance(q, session)
-    rows.write(conn, q)
+            rows.advance(session)
+    _write_rows(conn, q, rows)
     return outcomes
 
 
@@ -377,53 +292,26 @@ def _apply_one(
     conn: sqlite3.Connection,
     q: Queries,
     key: SessionKey,
-    session: _LiveSession,
+    session: LiveSession,
     job: AppendJob,
-    rows: _Rows,
+    rows: AppendRows,
     *,
     careful: bool,
 ) -> Any:
     """Check one append against ``session`` (as left by the group's earlier appends),
     add its rows, and move ``session`` forward."""
-    expected = job.command.expected_version
-    if expected is not None and expected != session.version:
-        return stale_error(key, expected, session.version)
+    error = stale(key, session, job)
+    if error is not None:
+        return error
     if careful:
-        stored = _stored_duplicates(conn, q, session.pk, key, job.command.events)
+        stored = stored_duplicates(
+            key,
+            job.command.events,
+            lambda event_id: conn.execute(q.events_by_id, (session.pk, event_id)).fetchone(),
+        )
         if stored is not None:
             return AlreadyStored(stored, session.version, session.updated_at)
-    first = advance(session, len(job.command.events), job.now_us)
-    rows.add(job, session.pk, first)
-    return Appended(first, session.version, job.now_us)
-
-
-def _stored_duplicates(
-    conn: sqlite3.Connection,
-    q: Queries,
-    session_pk: int,
-    key: SessionKey,
-    events: Sequence[Any],
-) -> list[Event] | None:
-    """The stored events when every event of the call is already stored identically
-    (see :func:`~sessionlite.store.rules.stored_retry`)."""
-
-    def find(event_id: str) -> tuple[StoredEvent, Event] | None:
-        row = conn.execute(q.events_by_id, (session_pk, event_id)).fetchone()
-        if row is None:
-            return None
-        _sequence, _id, author, timestamp_us, branch, body = row
-        old = StoredEvent(author, timestamp_us, branch, loads(body, f"event {event_id!r}"))
-        return old, event_from_row(row)
-
-    # Compared with the snapshot taken at acceptance (not the event object, which the
-    # caller may have changed since), bodies as JSON values.
-    return stored_retry(
-        key,
-        [p.snapshot for p in events],
-        find,
-        timestamp=lambda snapshot: to_micros(snapshot.timestamp),
-        parse=lambda body: loads(body, "the new event"),
-    )
+    return record(session, job, rows)
 
 
 def _write_state(
@@ -502,13 +390,7 @@ def create_session(
     if row is not None:
         if get_existing:
             return load_session(conn, q, row, EventQuery(limit=event_limit), now_us), False
-        raise SessionExistsError(
-            f"session {key.session_id!r} already exists for app {key.app_name!r}, user "
-            f"{key.user_id!r}; use get_session or get_or_create_session",
-            app_name=key.app_name,
-            user_id=key.user_id,
-            session_id=key.session_id,
-        )
+        raise already_exists(key)
     for (expired_pk,) in conn.execute(
         q.expired_key, (key.app_name, key.user_id, key.session_id, now_us)
     ).fetchall():
@@ -547,7 +429,7 @@ def delete_session(conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us
     return True
 
 
-def _require(conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int) -> _LiveSession:
+def _require(conn: sqlite3.Connection, q: Queries, key: SessionKey, now_us: int) -> LiveSession:
     session = _session_for_write(conn, q, key, now_us)
     if session is None:
         raise not_found(key)
