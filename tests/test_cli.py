@@ -19,15 +19,14 @@ import anyio
 import pytest
 from rich.cells import cell_len
 from rich.progress import Progress
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
+from clitest import as_json, invoke, ok
 from sessionlite import Event, SessionService, ToolCall, ToolResult, Usage
-from sessionlite.cli import app, main, maintenance, queries
+from sessionlite.cli import main, maintenance, queries
 from sessionlite.crossloop import CrossLoopEvent
 from sessionlite.store.sqlite.schema import SCHEMA_VERSION
 from sessionlite.testing import FakeSummarizer, ManualClock
-
-runner = CliRunner()
 
 LIVE_KEYS = [
     ("chat", "alice", "a1"),
@@ -37,20 +36,6 @@ LIVE_KEYS = [
     ("support", "carol", "c1"),
 ]
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def invoke(*args: str | Path, input: bytes | str | None = None) -> Result:
-    return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
-
-
-def ok(*args: str | Path, input: bytes | str | None = None) -> Result:
-    result = invoke(*args, input=input)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def as_json(*args: str | Path) -> Any:
-    return json.loads(ok(*args, "--json").stdout)
 
 
 async def build(path: Path, prefix: str = "") -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import anyio
 import pytest
-from typer.testing import CliRunner, Result
 
+from clitest import as_json, ok, refused
 from integrations.test_importers import (
     ADK_EVENTS,
     ADK_SESSIONS,
@@ -25,36 +25,12 @@ from integrations.test_importers import (
     write_openai_file,
 )
 from sessionlite import SessionService
-from sessionlite.cli import app, main
+from sessionlite.cli import main
 from sessionlite.integrations.adk import SessionliteSessionService
 from sessionlite.integrations.openai_agents import SessionliteSession
 
-runner = CliRunner()
-
 OPENAI_SESSIONS = 4  # chat, notes, orphan (no session row), empty (no items)
 OPENAI_INVALID = 1  # the row whose JSON does not decode
-
-
-def invoke(*args: str | Path) -> Result:
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def ok(*args: str | Path) -> Result:
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def as_json(*args: str | Path) -> Any:
-    return json.loads(ok(*args, "--json").stdout)
-
-
-def refused(*args: str | Path, code: int = 2) -> str:
-    """The command fails with ``code``; returns its one-line error message."""
-    result = invoke(*args)
-    assert result.exit_code == code, result.output
-    assert result.stderr.startswith("sessionlite: error: "), result.stderr
-    return result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -22,40 +22,15 @@ import anyio
 import psycopg
 import pytest
 from psycopg import sql
-from typer.testing import CliRunner, Result
 
+from clitest import as_json, invoke, ok, refused
 from pgtest import Server, unique_prefix
 from sessionlite import Event, SessionService, StorageError
-from sessionlite.cli import app, copy_cmd, queries
+from sessionlite.cli import copy_cmd, queries
 from sessionlite.store.postgres import inspect
 from sessionlite.store.postgres.connection import display_name
 from sessionlite.store.postgres.schema import SCHEMA_VERSION, TABLES
 from test_cli import LIVE_KEYS, build
-
-runner = CliRunner()
-
-
-def invoke(*args: str | Path, input: bytes | str | None = None) -> Result:
-    return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
-
-
-def ok(*args: str | Path, input: bytes | str | None = None) -> Result:
-    result = invoke(*args, input=input)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def as_json(*args: str | Path) -> Any:
-    return json.loads(ok(*args, "--json").stdout)
-
-
-def refused(*args: str | Path, code: int = 2) -> str:
-    """The command fails with ``code``; returns its one-line error message."""
-    result = invoke(*args)
-    assert result.exit_code == code, result.output
-    assert result.stderr.startswith("sessionlite: error: "), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    return result.stderr
 
 
 @pytest.fixture(scope="module")
